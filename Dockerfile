@@ -1,0 +1,19 @@
+# Image for scheduled pipeline runs: `docker run IMAGE run configs/kws.yaml --tracking-uri ...`
+FROM python:3.11-slim-bookworm
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++ \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY setup.cfg pyproject.toml README.md ./
+COPY pipelines pipelines
+COPY components components
+COPY tflm_ext tflm_ext
+COPY configs configs
+RUN pip install --no-cache-dir ".[synth]"
+
+# Runs, data and the default SQLite tracking store live in a volume.
+VOLUME /app/runs
+ENTRYPOINT ["tflm-pipelines"]
+CMD ["run", "configs/kws.yaml"]

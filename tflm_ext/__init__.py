@@ -1,0 +1,30 @@
+"""TFLite Micro graph tooling: run, measure and (later) rewrite int8 .tflite models.
+
+Knows .tflite flatbuffers and the tflite-micro wheel's interpreter; knows nothing of
+pipelines, Beam or MLflow. Never imports TensorFlow.
+"""
+
+from tflm_ext.arena import ArenaMeasurement, measure_arena
+from tflm_ext.c_array import write_c_array
+from tflm_ext.errors import TflmExtError
+from tflm_ext.graph_stats import GraphStats, OpStats, graph_stats
+from tflm_ext.inference import BatchResult, TensorDetails, input_details, run_batch
+from tflm_ext.interpreter import OpRegisterer, make_interpreter
+from tflm_ext.isolation import run_isolated
+
+__all__ = [
+    "ArenaMeasurement",
+    "BatchResult",
+    "GraphStats",
+    "OpRegisterer",
+    "OpStats",
+    "TensorDetails",
+    "TflmExtError",
+    "graph_stats",
+    "input_details",
+    "make_interpreter",
+    "measure_arena",
+    "run_batch",
+    "run_isolated",
+    "write_c_array",
+]
