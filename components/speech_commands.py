@@ -38,7 +38,7 @@ from components.audio import CLIP_SAMPLES, frame_count
 from components.errors import ComponentError
 from components.spec import component_spec
 
-LABELS = (SILENCE_LABEL, UNKNOWN_LABEL, *KEYWORDS)
+LABELS = (SILENCE_LABEL, UNKNOWN_LABEL, *KEYWORDS)  # the default 12-class task
 NOISE_DIR = "_background_noise_"
 LIST_FILES = {"validation": "validation_list.txt", "test": "testing_list.txt"}
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1
@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 class ReaderSpec:
     """How to turn a Speech Commands folder into the 12-class task."""
 
+    keywords: tuple[str, ...] = KEYWORDS  # the classes besides silence and unknown
     silence_percent: NonNegative = 10.0  # silence examples per split, % of keyword+unknown
     unknown_percent: NonNegative = 10.0  # unknown examples kept per split, % of keywords
     validation_percent: Percent = 10.0  # hash split (no list files) and noise-file partition
@@ -69,11 +70,11 @@ class ReaderSpec:
 def run(spec: ReaderSpec, dataset: SpeechDataset) -> ClipIndex:
     """List, split and label every clip; raises ComponentError on an unusable folder."""
     root = Path(dataset.root)
-    words = _word_folders(root)
+    words = _word_folders(root, spec.keywords)
     splitter = _list_splitter(root) or (lambda rel: which_set(rel, spec))
     spoken = [Clip(str(p), w, splitter(f"{w}/{p.name}")) for w, p in _wavs(root, words)]
-    clips = [c for c in spoken if c.label in KEYWORDS]
-    unknown = [c for c in spoken if c.label not in KEYWORDS]  # relabelled when sampled
+    clips = [c for c in spoken if c.label in spec.keywords]
+    unknown = [c for c in spoken if c.label not in spec.keywords]  # relabelled when sampled
     noise = _noise_files(root)
     for split in SPLITS:
         n_keywords = sum(c.split == split for c in clips)
@@ -82,7 +83,7 @@ def run(spec: ReaderSpec, dataset: SpeechDataset) -> ClipIndex:
         clips += kept + _silence(noise, split, n_silence, spec)
     index = ClipIndex(
         clips=tuple(sorted(clips, key=lambda c: (SPLITS.index(c.split), c.path, c.offset))),
-        labels=LABELS,
+        labels=(SILENCE_LABEL, UNKNOWN_LABEL, *spec.keywords),
         noise_files=tuple(path for path, _ in noise),
     )
     log.info("Speech Commands at %s: %s", root, counts(index))
@@ -111,16 +112,16 @@ def counts(index: ClipIndex) -> dict[str, dict[str, int]]:
     return {s: {lb: tally[s, lb] for lb in index.labels} for s in SPLITS}
 
 
-def _word_folders(root: Path) -> list[str]:
+def _word_folders(root: Path, keywords: tuple[str, ...]) -> list[str]:
     if not root.is_dir():
         raise ComponentError(f"Speech Commands folder {root} does not exist or is not a folder")
     words = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_"))
-    if not set(words) & set(KEYWORDS):
+    if not set(words) & set(keywords):
         raise ComponentError(
-            f"{root} has no keyword folders (expected some of {', '.join(KEYWORDS)}; "
+            f"{root} has no keyword folders (expected some of {', '.join(keywords)}; "
             f"found {', '.join(words) or 'none'})"
         )
-    missing = [k for k in KEYWORDS if k not in words]
+    missing = [k for k in keywords if k not in words]
     if missing:
         log.warning("%s lacks keyword folders %s; those classes get no examples", root, missing)
     return words

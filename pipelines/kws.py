@@ -72,6 +72,9 @@ def run(config: KwsConfig, *, tracking_uri: str | None = None,
             features=features, trained=trained, quantized=quantized,
             evaluation=evaluation, gates=gates, timings=timings,
         )
+        if config.track.promote_on_pass and all(g.passed for g in gates):
+            track.promote(uri, config.track.registered_model_name, tracking.model_version,
+                          config.gate.baseline_alias)
     return KwsResult(quantized=quantized, evaluation=evaluation, gates=gates, tracking=tracking, timings=timings)
 
 

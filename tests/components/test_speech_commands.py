@@ -194,3 +194,10 @@ def test_real_sample(caplog):
     assert sum(per_split[s][k] for s in SPLITS for k in KEYWORDS) == 100  # 10 words x 10 clips
     assert len(index.noise_files) == 6
     assert Counter(c.split for c in index.clips)["train"] == sum(per_split["train"].values())
+
+
+def test_keywords_subset_makes_a_smaller_task(layout):
+    index = run(ReaderSpec(keywords=("yes", "no")), SpeechDataset(layout))
+    assert index.labels == (SILENCE_LABEL, UNKNOWN_LABEL, "yes", "no")
+    assert {c.label for c in index.clips} == set(index.labels)
+    assert not any(c.label == "up" for c in index.clips)  # "up" is now an unknown word
