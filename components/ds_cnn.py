@@ -38,5 +38,5 @@ def build(
 
 
 def _bn_relu(x):
-    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.BatchNormalization(momentum=0.9)(x)
     return keras.layers.ReLU()(x)

@@ -20,7 +20,9 @@ def dataset(features: FeatureSet, split: str, batch_size: int, *, shuffle: bool 
     import tensorflow as tf
 
     shape = (*features.feature_shape, 1)
-    ds = _parsed(features, split).map(
+    count = features.counts.get(split, 0)
+    ds = _parsed(features, split).apply(tf.data.experimental.assert_cardinality(count))
+    ds = ds.map(
         lambda ex: (tf.reshape(ex["features"], shape), ex["label"]),
         num_parallel_calls=tf.data.AUTOTUNE,
     )

@@ -305,7 +305,7 @@ def render_clip(
         raise ComponentError(f"eSpeak produced no audio for {job.word!r} in voice {job.voice!r}")
     word = _fit(word, spec.max_word_ms * SAMPLE_RATE // 1000)
     if rng.random() < spec.channel_probability:
-        word = _band_limit(word, rng)
+        word = _colour(word, rng)
     word *= 10 ** (rng.uniform(*spec.level_dbfs) / 20) / max(np.abs(word).max(), 1e-9)
     clip = _place(word, rng, spec.max_shift_ms * SAMPLE_RATE // 1000)
     if rng.random() < spec.noise_probability:
@@ -365,16 +365,20 @@ def _fit(word: np.ndarray, max_len: int) -> np.ndarray:
     return word
 
 
-def _band_limit(word: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A cheap microphone: a random high-pass (60-300 Hz) and low-pass (3-7.5 kHz)."""
-    return signal.sosfilt(_bandpass(int(rng.integers(3, 16)), int(rng.integers(12, 31))), word)
+def _colour(word: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A cheap microphone and room: random band limits (60-300 Hz, 3-7.5 kHz) and one
+    random resonance or dip (250 Hz - 4 kHz), standing in for the 'tone' of unseen voices."""
+    low, high = 20 * int(rng.integers(3, 16)), 250 * int(rng.integers(12, 31))
+    word = signal.sosfilt(_bandpass(low, high), word)
+    centre = 250 * 2 ** (int(rng.integers(0, 17)) / 4)  # on a grid, so filters are reused
+    return word + rng.uniform(-0.6, 1.5) * signal.sosfilt(
+        _bandpass(centre / 1.4, centre * 1.4), word
+    )
 
 
 @functools.cache
-def _bandpass(low_20hz: int, high_250hz: int) -> np.ndarray:
-    """Band-pass filters on a 20 Hz / 250 Hz grid, so each is designed once."""
-    band = [20 * low_20hz, 250 * high_250hz]
-    return signal.butter(2, band, btype="bandpass", fs=SAMPLE_RATE, output="sos")
+def _bandpass(low_hz: float, high_hz: float) -> np.ndarray:
+    return signal.butter(2, [low_hz, high_hz], btype="bandpass", fs=SAMPLE_RATE, output="sos")
 
 
 def _place(word: np.ndarray, rng: np.random.Generator, max_shift: int) -> np.ndarray:
