@@ -44,15 +44,22 @@ def main() -> int:
     rows += [
         ("int8 accuracy (held-out voices)", f"{ev.int8_accuracy:.4f} on {ev.test_examples} clips"),
         ("float accuracy", f"{ev.float_accuracy:.4f}"),
-        ("arena total / head / tail", f"{ev.arena_total:,} / {ev.arena_head:,} / {ev.arena_tail:,} B"),
+        (
+            "arena total / head / tail",
+            f"{ev.arena_total:,} / {ev.arena_head:,} / {ev.arena_tail:,} B",
+        ),
         ("flash (model size)", f"{ev.flash_bytes:,} B"),
         ("MACs", f"{ev.macs:,}"),
         ("host latency (median)", f"{ev.host_latency_ms:.3f} ms"),
     ]
-    rows += [(f"estimated latency {d}", f"{ms:.1f} ms") for d, ms in ev.estimated_latency_ms.items()]
+    rows += [
+        (f"estimated latency {d}", f"{ms:.1f} ms") for d, ms in ev.estimated_latency_ms.items()
+    ]
     rows += [(f"gate {g.device}", "pass" if g.passed else "FAIL") for g in result.gates]
     if args.real_clips.is_dir():
-        rows.append(_real_speaker_accuracy(cfg.features.frontend, result.quantized, args.real_clips))
+        rows.append(
+            _real_speaker_accuracy(cfg.features.frontend, result.quantized, args.real_clips)
+        )
     else:
         rows.append(("real Speech Commands keywords", f"skipped: {args.real_clips} not found"))
     _print_table(rows)

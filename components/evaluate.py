@@ -36,6 +36,7 @@ def run(
     trained: TrainedModel,
     features: FeatureSet,
     devices: Sequence[DeviceSpec] = (),
+    progress: bool = True,
 ) -> Evaluation:
     """Accuracy (int8 on TFLM, float on Keras), confusion, arena, flash, MACs, latency."""
     import tflm_ext
@@ -43,9 +44,12 @@ def run(
 
     x, y = feature_records.load_split(features, "test", limit=spec.max_examples)
     model_bytes = quantized.read_bytes()
-    result = tflm_ext.run_isolated(tflm_ext.run_batch, model_bytes, x)
-    predicted = result.scores.argmax(axis=1)
+    # Vet the model in a child first (TFLM aborts the process on a model it cannot run);
+    # once it has built and run, the test split runs here, behind a progress bar.
     arena = tflm_ext.run_isolated(tflm_ext.measure_arena, model_bytes)
+    tflm_ext.run_isolated(tflm_ext.run_batch, model_bytes, x[:1])
+    result = tflm_ext.run_batch(model_bytes, x, progress=progress)
+    predicted = result.scores.argmax(axis=1)
     macs = tflm_ext.graph_stats(model_bytes).total_macs
     evaluation = Evaluation(
         int8_accuracy=float(np.mean(predicted == y)),

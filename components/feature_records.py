@@ -14,8 +14,9 @@ from components.artifacts import FeatureSet
 from components.errors import ComponentError
 
 
-def dataset(features: FeatureSet, split: str, batch_size: int, *, shuffle: bool = False,
-            seed: int = 0):
+def dataset(
+    features: FeatureSet, split: str, batch_size: int, *, shuffle: bool = False, seed: int = 0
+):
     """A batched ``tf.data.Dataset`` of (features (rows, cols, 1), label) for ``split``."""
     import tensorflow as tf
 
@@ -31,8 +32,11 @@ def dataset(features: FeatureSet, split: str, batch_size: int, *, shuffle: bool 
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def load_split(features: FeatureSet, split: str, limit: int | None = None,
-               ) -> tuple[np.ndarray, np.ndarray]:
+def load_split(
+    features: FeatureSet,
+    split: str,
+    limit: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """A whole split as numpy, ordered by clip key (the same order whatever the runner).
 
     Returns features (N, rows, cols) float32 and labels (N,) int64, at most ``limit`` rows.

@@ -66,6 +66,7 @@ TRAIN_VOICES = (
     "en-029+Marco", "en-us-nyc+antonio",
     "en-us+f1", "en+f2", "en-gb-scotland+f3", "en-gb-x-rp+Annie", "en-gb-x-gbclan+anika",
     "en-gb-x-gbcwmd+aunty", "en-029+belinda", "en-us-nyc+shelby", "en-us+steph",
+    "en+steph3", "en-gb-scotland+Alicia",
     "en+klatt", "en-gb-scotland+klatt2", "en-gb-x-rp+klatt5", "en-gb-x-gbclan+adam",
     "en-gb-x-gbcwmd+edward", "en-029+mike2", "en-us-nyc+Reed",
     "en-us+whisper", "en+whisperf", "en-gb-scotland+caleb", "en-gb-x-rp+zac",

@@ -126,7 +126,9 @@ def _metric_key(*parts: str) -> str:
 
 
 def metrics_of(
-    features: FeatureSet, trained: TrainedModel, evaluation: Evaluation,
+    features: FeatureSet,
+    trained: TrainedModel,
+    evaluation: Evaluation,
     timings: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
     """Single-valued metrics: evaluation fields, latency per device, data and model sizes,

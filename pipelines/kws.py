@@ -1,4 +1,4 @@
-"""The keyword-spotting pipeline: data -> features -> train -> quantize -> evaluate -> gate -> track.
+"""The keyword-spotting pipeline: data, features, train, quantize, evaluate, gate, track.
 
 Only wiring: each stage is one component call on the previous stage's artifacts. Stage
 wall times are kept so the benchmark and MLflow can show where a run spends its time.
@@ -44,8 +44,13 @@ class KwsResult:
         return all(g.passed for g in self.gates)
 
 
-def run(config: KwsConfig, *, tracking_uri: str | None = None,
-        pipeline_args: Sequence[str] = (), progress: bool = True) -> KwsResult:
+def run(
+    config: KwsConfig,
+    *,
+    tracking_uri: str | None = None,
+    pipeline_args: Sequence[str] = (),
+    progress: bool = True,
+) -> KwsResult:
     """Run every stage of ``config``; returns even when the gate fails (see ``passed``)."""
     timings: dict[str, float] = {}
     work = config.work_dir
@@ -59,7 +64,9 @@ def run(config: KwsConfig, *, tracking_uri: str | None = None,
     with _timed(timings, "quantize"):
         quantized = quantize.run(config.quantize, trained, features, work / "model")
     with _timed(timings, "evaluate"):
-        evaluation = evaluate.run(config.evaluate, quantized, trained, features, config.devices)
+        evaluation = evaluate.run(
+            config.evaluate, quantized, trained, features, config.devices, progress=progress
+        )
     uri = tracking_uri or track.default_tracking_uri(work)
     with _timed(timings, "gate"):
         baseline = track.production_baseline(
@@ -68,14 +75,26 @@ def run(config: KwsConfig, *, tracking_uri: str | None = None,
         gates = tuple(gate.run(config.gate, evaluation, d, baseline) for d in config.devices)
     with _timed(timings, "track"):
         tracking = track.run(
-            config.track, tracking_uri=uri, params=config.model_dump(mode="json"),
-            features=features, trained=trained, quantized=quantized,
-            evaluation=evaluation, gates=gates, timings=timings,
+            config.track,
+            tracking_uri=uri,
+            params=config.model_dump(mode="json"),
+            features=features,
+            trained=trained,
+            quantized=quantized,
+            evaluation=evaluation,
+            gates=gates,
+            timings=timings,
         )
         if config.track.promote_on_pass and all(g.passed for g in gates):
-            track.promote(uri, config.track.registered_model_name, tracking.model_version,
-                          config.gate.baseline_alias)
-    return KwsResult(quantized=quantized, evaluation=evaluation, gates=gates, tracking=tracking, timings=timings)
+            track.promote(
+                uri,
+                config.track.registered_model_name,
+                tracking.model_version,
+                config.gate.baseline_alias,
+            )
+    return KwsResult(
+        quantized=quantized, evaluation=evaluation, gates=gates, tracking=tracking, timings=timings
+    )
 
 
 def _dataset(config: KwsConfig, progress: bool) -> SpeechDataset:

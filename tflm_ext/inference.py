@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from tflm_ext.errors import TflmExtError
 from tflm_ext.interpreter import make_interpreter
@@ -39,7 +40,7 @@ class BatchResult:
     latency_ms: tuple[float, ...]
 
 
-def run_batch(model_bytes: bytes, features: np.ndarray) -> BatchResult:
+def run_batch(model_bytes: bytes, features: np.ndarray, progress: bool = False) -> BatchResult:
     """Quantize each example, invoke the model once per example, dequantize the output.
 
     features is (N, *input shape without batch); trailing shapes with the same number of
@@ -51,7 +52,8 @@ def run_batch(model_bytes: bytes, features: np.ndarray) -> BatchResult:
     examples = _as_examples(np.asarray(features, dtype=np.float32), source.shape)
     scores = np.empty((len(examples), *target.shape[1:]), dtype=np.float32)
     latency_ms = []
-    for i, example in enumerate(examples):
+    bar = tqdm(examples, desc="TFLM invoke", unit="clip", disable=not progress, leave=False)
+    for i, example in enumerate(bar):
         interpreter.set_input(quantize(example, source), 0)
         start = time.perf_counter()
         interpreter.invoke()

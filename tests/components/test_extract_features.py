@@ -16,15 +16,14 @@ from components import speech_commands
 from components.artifacts import Clip, ClipIndex, SpeechDataset
 from components.audio import CLIP_SAMPLES, SAMPLE_RATE
 from components.errors import ComponentError
-from components.feature_records import load_split
 from components.extract_features import (
     FeatureSpec,
     augment,
     clip_key,
     clip_rng,
-
     run,
 )
+from components.feature_records import load_split
 
 WORDS = {"yes": 300.0, "no": 500.0, "up": 700.0, "cat": 900.0}  # word -> tone frequency
 SPEAKERS = ("aaaa0000", "bbbb1111", "cccc2222", "dddd3333", "eeee4444")

@@ -75,8 +75,9 @@ def test_missing_device_file_is_named(tmp_path):
 
 
 def test_bad_device_file_names_device_file_and_key(tmp_path):
-    (tmp_path / "board.yaml").write_text("name: b\nboard: B\nmcu: m\ncore: c\nclock_mhz: -1\n"
-                                         "sram_bytes: 1\nflash_bytes: 1\n")
+    (tmp_path / "board.yaml").write_text(
+        "name: b\nboard: B\nmcu: m\ncore: c\nclock_mhz: -1\nsram_bytes: 1\nflash_bytes: 1\n"
+    )
     path = write(tmp_path, {"devices": ["board.yaml"]})
     with pytest.raises(PipelineError, match=r"board\.yaml: key 'clock_mhz'"):
         config.load(path)

@@ -33,8 +33,10 @@ TINY = {
     },
     "train": {"epochs": 2, "batch_size": 16},
     "quantize": {"representative_examples": 20},
-    "devices": [str(REPO / "configs/devices/nucleo_l4r5zi.yaml"),
-                str(REPO / "configs/devices/rpi_pico.yaml")],
+    "devices": [
+        str(REPO / "configs/devices/nucleo_l4r5zi.yaml"),
+        str(REPO / "configs/devices/rpi_pico.yaml"),
+    ],
     "gate": {"min_accuracy": 0.0, "max_latency_ms": 1000},
     "track": {"experiment": "e2e", "registered_model_name": "kws-e2e", "promote_on_pass": True},
 }
@@ -50,8 +52,9 @@ def runs(tmp_path_factory):
     uri = f"sqlite:///{root}/mlflow.db"
     common = [str(config), "--tracking-uri", uri, "--no-progress"]
     first = cli.main(["run", *common])
-    second = cli.main(["run", *common, "--set", "gate.max_latency_ms=0.0001",
-                       "--direct_num_workers=1"])
+    second = cli.main(
+        ["run", *common, "--set", "gate.max_latency_ms=0.0001", "--direct_num_workers=1"]
+    )
     return root, uri, first, second
 
 
