@@ -2,11 +2,13 @@
 
 eSpeak NG (GPL-3.0) is an optional extra: ``espeakng_loader`` ships the shared library
 and its voice data, and is imported lazily here so the rest of the project never needs it.
-The library keeps process-global state, so one engine is initialised per process
-(:func:`engine`) and every synthesis call is serialised by a lock and sets all of its
-parameters, so a call never depends on what the previous one left behind.
+The library is process-global, so one engine is initialised per process (:func:`engine`);
+each synthesis call holds a lock and sets every parameter it uses. eSpeak still carries
+some state from one utterance to the next (see :func:`synthesize_isolated`), so callers
+that need reproducible audio synthesize whole batches in a fresh process.
 
-Called by ``components.synth_speech``.
+Called by ``components.synth_speech``; also runnable as ``python -m components.espeak``,
+the worker side of :func:`synthesize_isolated`.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class Rendition:
     seed: int = 0
 
 
-def _load_loader():
+def _load_loader():  # -> the espeakng_loader module
     """Import the optional ``espeakng_loader`` package, or explain how to install it."""
     try:
         import espeakng_loader
@@ -206,7 +208,7 @@ def synthesize_isolated(items: Sequence[tuple[str, Rendition]]) -> Batch:
     package_root = str(Path(__file__).resolve().parent.parent)
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
     }
     proc = subprocess.run(
         [sys.executable, "-m", __name__],

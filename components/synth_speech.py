@@ -2,9 +2,10 @@
 
 The project's embedded default data set is generated here rather than downloaded. Each
 keyword is spoken by many eSpeak voices (English accents x voice variants) at random rate,
-pitch and pitch range, trimmed, fitted into 1 s at 16 kHz, scaled to a random level,
-shifted in time, optionally band-limited like a cheap microphone, and mixed with a window
-of a generated noise recording at a random SNR. Other words become the "unknown" class;
+pitch and pitch range, replayed slightly faster or slower (a shorter or longer vocal tract),
+trimmed, fitted into 1 s at 16 kHz, optionally coloured like a cheap microphone, scaled to
+a random level, shifted in time and mixed with a window of a generated noise recording at
+a random SNR. Other words become the "unknown" class;
 the noise recordings in ``_background_noise_/`` give the "silence" class. The output uses
 the Speech Commands layout (with ``validation_list.txt`` / ``testing_list.txt`` naming the
 clips of the held-out voices), so one reader serves real and generated data.
@@ -39,16 +40,14 @@ from tqdm import tqdm
 
 from components import espeak
 from components.artifacts import KEYWORDS, SpeechDataset
+from components.audio import CLIP_SAMPLES, SAMPLE_RATE
 from components.errors import ComponentError
 from components.spec import component_spec
+from components.speech_commands import LIST_FILES, NOISE_DIR
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
-NOISE_DIR = "_background_noise_"
 INFO_FILE = "SYNTH_INFO.json"
-VALIDATION_LIST = "validation_list.txt"
-TESTING_LIST = "testing_list.txt"
 GENERATOR_VERSION = 1  # bump whenever the audio recipe changes, so cached sets are rebuilt
 
 UNKNOWN_WORDS = (
@@ -56,21 +55,24 @@ UNKNOWN_WORDS = (
     "nine", "one", "seven", "sheila", "six", "three", "tree", "two", "wow", "zero",
 )  # fmt: skip
 # Voices are "<English accent>+<variant>". Every family of eSpeak variants (plain male and
-# female, Klatt, whisper, child) is heard in training; no variant, and no variant with
-# identical settings under another name (Mario/Michael, john/pedro, belinda/linda, ...),
-# is shared between splits, so held-out voices differ in timbre, not just in accent.
-TRAIN_VOICES = (
-    "en-us+m1", "en+m3", "en-gb-scotland+m4", "en-gb-x-rp+m7", "en-gb-x-gbclan+m8",
-    "en-gb-x-gbcwmd+Andy", "en-029+Denis", "en-us-nyc+Gene", "en-us+Jacky", "en+Michael",
-    "en-gb-scotland+croak", "en-gb-x-rp+ian", "en-gb-x-gbclan+iven2", "en-gb-x-gbcwmd+travis",
-    "en-029+Marco", "en-us-nyc+antonio",
-    "en-us+f1", "en+f2", "en-gb-scotland+f3", "en-gb-x-rp+Annie", "en-gb-x-gbclan+anika",
-    "en-gb-x-gbcwmd+aunty", "en-029+belinda", "en-us-nyc+shelby", "en-us+steph",
-    "en+steph3", "en-gb-scotland+Alicia",
-    "en+klatt", "en-gb-scotland+klatt2", "en-gb-x-rp+klatt5", "en-gb-x-gbclan+adam",
-    "en-gb-x-gbcwmd+edward", "en-029+mike2", "en-us-nyc+Reed",
-    "en-us+whisper", "en+whisperf", "en-gb-scotland+caleb", "en-gb-x-rp+zac",
+# female, Klatt, whisper, child) is heard in training, each variant in two accents; no
+# variant, nor one with identical settings under another name (Mario/Michael, john/pedro,
+# belinda/linda, ...), is shared between splits, so held-out voices differ in timbre too.
+ACCENTS = (
+    "en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029",
+    "en-us-nyc",
 )  # fmt: skip
+TRAIN_VARIANTS = (
+    "m1", "m3", "m4", "m7", "m8", "Andy", "Denis", "Gene", "Jacky", "Michael", "croak", "ian",
+    "iven2", "travis", "Marco", "antonio", "f1", "f2", "f3", "Annie", "anika", "aunty",
+    "belinda", "shelby", "steph", "steph3", "Alicia", "klatt", "klatt2", "klatt5", "adam",
+    "edward", "mike2", "Reed", "whisper", "whisperf", "caleb", "zac",
+)  # fmt: skip
+TRAIN_VOICES = tuple(
+    f"{ACCENTS[(i + 3 * k) % len(ACCENTS)]}+{variant}"
+    for k in range(2)
+    for i, variant in enumerate(TRAIN_VARIANTS)
+)
 VALIDATION_VOICES = (
     "en-us+m2", "en-gb-x-gbclan+Hugo", "en-029+f4", "en+grandma", "en-us-nyc+klatt3",
     "en-gb-scotland+paul",
@@ -95,7 +97,7 @@ class SynthSpec:
     validation_voices: tuple[str, ...] = VALIDATION_VOICES
     test_voices: tuple[str, ...] = TEST_VOICES
     # Renditions per (keyword, voice) in train, and in validation/test (fewer: they only measure).
-    takes_per_voice: int = pydantic.Field(10, ge=1)
+    takes_per_voice: int = pydantic.Field(6, ge=1)
     eval_takes_per_voice: int = pydantic.Field(8, ge=1)
     # Renditions per (unknown word, voice) pair that is spoken. Each voice speaks a rotating
     # share of the unknown words, so that it gives about as many unknown clips as it gives
@@ -111,7 +113,7 @@ class SynthSpec:
     pitch: tuple[int, int] = (20, 80)  # eSpeak base pitch, 0-100 around the voice's own
     pitch_range: tuple[int, int] = (20, 90)  # eSpeak intonation range, 0 = monotone
     level_dbfs: tuple[float, float] = (-24.0, -3.0)  # peak level of the spoken word
-    channel_probability: float = pydantic.Field(0.5, ge=0.0, le=1.0)  # random band-limiting
+    channel_probability: float = pydantic.Field(0.5, ge=0.0, le=1.0)  # random band/EQ colour
 
     def __post_init__(self) -> None:
         _check_words(self.keywords, self.unknown_words)
@@ -183,18 +185,29 @@ def run(
     if is_complete(out_dir, key):
         log.info("synthetic data in %s is up to date (spec %s), not regenerating", out_dir, key)
         return SpeechDataset(root=out_dir)
+    _check_target(out_dir)
     espeak.check_voices(spec.train_voices + spec.validation_voices + spec.test_voices)
-    started, partial = time.monotonic(), out_dir.with_name(f".{out_dir.name}.partial")
+    started = time.monotonic()
+    partial = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    noises = _write_noises(spec, partial)
-    jobs = list(_jobs(spec))
-    version = _write_clips(spec, jobs, partial, noises, progress, workers or _default_workers())
-    _write_lists(spec, jobs, partial)
-    _write_info(spec, key, jobs, sorted(noises), version, partial)
-    _replace(out_dir, partial)
-    log.info("generated %d clips in %s in %.1f s", len(jobs), out_dir, time.monotonic() - started)
+    try:
+        clips = _generate(spec, key, partial, progress, workers or _default_workers())
+        _replace(out_dir, partial, key)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    log.info("generated %d clips in %s in %.1f s", clips, out_dir, time.monotonic() - started)
     return SpeechDataset(root=out_dir)
+
+
+def _generate(spec: SynthSpec, key: str, root: Path, progress: bool, workers: int) -> int:
+    """Write the whole set into ``root``, its info file last; return the number of clips."""
+    root.mkdir(parents=True)
+    noises = _write_noises(spec, root)
+    jobs = list(_jobs(spec))
+    version = _write_clips(spec, jobs, root, noises, progress, workers)
+    _write_lists(jobs, root)
+    _write_info(spec, key, jobs, sorted(noises), version, root)
+    return len(jobs)
 
 
 def spec_hash(spec: SynthSpec) -> str:
@@ -207,8 +220,9 @@ def spec_hash(spec: SynthSpec) -> str:
 
 def is_complete(out_dir: Path, key: str) -> bool:
     """Whether ``out_dir`` holds a finished set generated from the spec with this key."""
+    out_dir = Path(out_dir)
     try:
-        info = json.loads((Path(out_dir) / INFO_FILE).read_text())
+        info = json.loads((out_dir / INFO_FILE).read_text())
     except (OSError, ValueError):
         return False
     if info.get("spec_hash") != key:
@@ -289,13 +303,13 @@ def _write_clips(
         for future in as_completed(futures):
             version, rate, audio = future.result()
             for job, raw in zip(futures[future], audio, strict=True):
-                clip = render_clip(spec, job, raw, rate, noise_list)
+                clip = _render_clip(spec, job, raw, rate, noise_list)
                 _write_wav(root / job.path, clip)
                 bar.update()
     return version
 
 
-def render_clip(
+def _render_clip(
     spec: SynthSpec, job: _Job, raw: np.ndarray, rate: int, noises: list[np.ndarray]
 ) -> np.ndarray:
     """Turn eSpeak's raw int16 output into one finished 1 s, 16 kHz int16 clip."""
@@ -312,8 +326,8 @@ def render_clip(
     if rng.random() < spec.noise_probability:
         snr = rng.uniform(*spec.snr_db)
         noise = noises[rng.integers(len(noises))]
-        start = rng.integers(noise.size - SAMPLE_RATE + 1)
-        window = noise[start : start + SAMPLE_RATE]
+        start = rng.integers(noise.size - CLIP_SAMPLES + 1)
+        window = noise[start : start + CLIP_SAMPLES]
         clip += window * np.sqrt(_power(word) / (_power(window) * 10 ** (snr / 10)))
     return _to_int16(clip)
 
@@ -384,11 +398,11 @@ def _bandpass(low_hz: float, high_hz: float) -> np.ndarray:
 
 def _place(word: np.ndarray, rng: np.random.Generator, max_shift: int) -> np.ndarray:
     """Put the word in a 1 s clip, centred, then shifted by up to ``max_shift`` samples."""
-    centre = (SAMPLE_RATE - word.size) // 2
+    centre = (CLIP_SAMPLES - word.size) // 2
     start = int(
-        np.clip(centre + rng.integers(-max_shift, max_shift + 1), 0, SAMPLE_RATE - word.size)
+        np.clip(centre + rng.integers(-max_shift, max_shift + 1), 0, CLIP_SAMPLES - word.size)
     )
-    clip = np.zeros(SAMPLE_RATE)
+    clip = np.zeros(CLIP_SAMPLES)
     clip[start : start + word.size] = word
     return clip
 
@@ -469,9 +483,9 @@ NOISE_MAKERS: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
 }
 
 
-def _write_lists(spec: SynthSpec, jobs: list[_Job], root: Path) -> None:
+def _write_lists(jobs: list[_Job], root: Path) -> None:
     """The Speech Commands split lists: one ``word/file.wav`` per held-out clip."""
-    for split, name in (("validation", VALIDATION_LIST), ("test", TESTING_LIST)):
+    for split, name in LIST_FILES.items():
         paths = sorted(j.path for j in jobs if j.split == split)
         (root / name).write_text("".join(f"{p}\n" for p in paths))
 
@@ -497,13 +511,21 @@ def _write_info(
     (root / INFO_FILE).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
 
 
-def _replace(out_dir: Path, partial: Path) -> None:
+def _replace(out_dir: Path, partial: Path, key: str) -> None:
     """Move the finished set into place, replacing only an earlier generated (or empty) one."""
-    if out_dir.exists():
-        if any(out_dir.iterdir()) and not (out_dir / INFO_FILE).exists():
-            raise ComponentError(
-                f"{out_dir} holds files the generator did not write; "
-                f"choose an empty or generated folder (new set left in {partial})"
-            )
-        shutil.rmtree(out_dir)
+    if is_complete(out_dir, key):  # another process finished the same set meanwhile
+        return
+    _check_target(out_dir)
+    shutil.rmtree(out_dir, ignore_errors=True)
     partial.rename(out_dir)
+
+
+def _check_target(out_dir: Path) -> None:
+    """Only an empty folder, or one the generator wrote, may be replaced."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ComponentError(f"{out_dir} is a file; the generator needs a folder there")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / INFO_FILE).exists():
+        raise ComponentError(
+            f"{out_dir} holds files the generator did not write; "
+            "give the generator an empty folder or one it wrote before"
+        )
