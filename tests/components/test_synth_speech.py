@@ -12,7 +12,7 @@ import numpy as np
 import pydantic
 import pytest
 
-from components import espeak, speech_commands, synth_speech
+from components import espeak, speech_commands, synth_noise, synth_speech
 from components.artifacts import KEYWORDS, SpeechDataset
 from components.errors import ComponentError
 from components.synth_speech import SynthSpec, voice_tag
@@ -85,7 +85,7 @@ def test_clips_are_not_silent(tiny):
 
 def test_noise_recordings_are_distinct_and_as_long_as_asked(tiny):
     noises = sorted((tiny / "_background_noise_").glob("*.wav"))
-    assert len(noises) == len(synth_speech.NOISE_MAKERS) >= 5
+    assert len(noises) == len(synth_noise.NOISE_MAKERS) >= 5
     signals = []
     for path in noises:
         pcm, rate, channels, _ = _read_wav(path)
