@@ -31,10 +31,10 @@ class TrainSpec:
     filters: PositiveInt = 64
     blocks: PositiveInt = 4
     dropout: Annotated[float, Field(ge=0, lt=0.5)] = 0.2
-    epochs: PositiveInt = 30
+    epochs: PositiveInt = 50
     batch_size: PositiveInt = 100
     learning_rate: Annotated[float, Field(gt=0)] = 0.005  # peak; cosine decay to 5% of it
-    early_stopping_patience: PositiveInt = 5
+    early_stopping_patience: PositiveInt = 10
     seed: int = 0
 
 
