@@ -1,4 +1,4 @@
-"""Figures for the run record: training curves and the confusion matrix.
+"""Figures for the run record: training curves, the confusion matrix, memory per layer.
 
 Called by ``components.track``, which logs the returned figures with ``log_figure``. The
 functions only draw; they never save or show, so a caller (or a notebook) decides where a
@@ -9,10 +9,14 @@ process-wide pyplot state is never touched.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from tflm_ext.memory_profile import MemoryProfile
 
 _METRIC_TITLES = {"loss": "Loss", "accuracy": "Accuracy"}
 
@@ -69,4 +73,40 @@ def confusion_matrix(confusion: Sequence[Sequence[int]], labels: Sequence[str]) 
     for (row, col), count in np.ndenumerate(matrix):
         color = "white" if count > threshold else "black"
         ax.text(col, row, str(count), ha="center", va="center", color=color, fontsize=7)
+    return fig
+
+
+def memory_per_layer(profile: MemoryProfile, budget_bytes: int | None = None) -> Figure:
+    """Activation memory alive at each operator as bars (kB), the peak in red, and the
+    device's SRAM budget (and the measured TFLM arena head, when profiled) as lines, like
+    MCUNetV2's Figure 1: it shows which layers break the budget and by how much."""
+    live_kb = np.array([op.live_bytes for op in profile.ops], dtype=np.float64) / 1000.0
+    fig, (ax,) = _new_figure(max(6.0, 0.16 * len(live_kb) + 2.0), 3.8)
+    colors = ["tab:blue"] * len(live_kb)
+    if 0 <= profile.peak_op < len(colors):
+        colors[profile.peak_op] = "tab:red"
+    ax.bar(np.arange(len(live_kb)), live_kb, color=colors, label="live activations")
+    if profile.arena is not None:
+        ax.axhline(
+            profile.arena.head / 1000.0,
+            color="tab:gray",
+            linestyle=":",
+            label="TFLM arena head (measured)",
+        )
+    if budget_bytes is not None:
+        ax.axhline(budget_bytes / 1000.0, color="tab:orange", linestyle="--", label="SRAM budget")
+    ax.set_xticks(
+        np.arange(len(live_kb)),
+        labels=[f"{op.index} {op.op}" for op in profile.ops],
+        rotation=90,
+        fontsize=6,
+    )
+    ax.set_xlabel("operator")
+    ax.set_ylabel("memory (kB)")
+    ax.set_title(
+        f"Activation memory per operator (peak {profile.peak_bytes / 1000:.1f} kB "
+        f"at operator {profile.peak_op})"
+    )
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
     return fig

@@ -7,6 +7,11 @@ at a file for a while.
 
 TFLM calls ``abort()`` on models it cannot handle; build interpreters for models the
 pipeline has not vetted inside ``tflm_ext.isolation.run_isolated``.
+
+Custom ops: by default an interpreter gets every registerer in ``CUSTOM_OP_REGISTERERS``
+(added by users) plus the project's own op (``TFLM_EXT_PATCH_STAGE``) when the model uses it.
+The project's host library is compiled on that first use (``tflm_ext.host_build``), so
+models without it never need a compiler.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tflite_micro.python.tflite_micro import runtime
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from tflm_ext.errors import TflmExtError
 from tflm_ext.graph_stats import graph_stats
+from tflm_ext.patch_op import OP_NAME as PATCH_STAGE_OP_NAME
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +49,12 @@ class OpRegisterer:
     symbol: str
 
 
-# The project's custom ops, registered in every interpreter make_interpreter builds.
-# None exist yet; a host-built kernel library adds its OpRegisterer here.
+# Extra custom ops, registered in every interpreter make_interpreter builds by default. The
+# project's own ops are not listed here: default_registerers adds them when a model uses them.
 CUSTOM_OP_REGISTERERS: tuple[OpRegisterer, ...] = ()
+
+# The project's custom ops, by custom code.
+PROJECT_CUSTOM_OPS = frozenset({PATCH_STAGE_OP_NAME})
 
 
 class DebugLog:
@@ -104,15 +114,16 @@ def make_interpreter(
 ) -> runtime.Interpreter:
     """The wheel's interpreter for model_bytes, with the custom ops registered.
 
-    registerers None means the module's CUSTOM_OP_REGISTERERS (read at call time, so a
-    later addition applies). Any failure, including TFLM refusing the arena size, becomes a
+    registerers None means ``default_registerers(model_bytes)``: CUSTOM_OP_REGISTERERS
+    (read at call time, so a later addition applies) plus the project's ops the model uses.
+    Any failure, including TFLM refusing the arena size or a registerer refusing, becomes a
     TflmExtError carrying TFLM's own last log lines.
     """
     model_bytes = bytes(model_bytes)
     if arena_size is None:
         arena_size = default_arena_size(model_bytes)
     if registerers is None:
-        registerers = CUSTOM_OP_REGISTERERS
+        registerers = default_registerers(model_bytes)
     symbols = [load_registerer(r) for r in registerers]
     with debug_log_capture() as debug_log:
         try:
@@ -125,6 +136,31 @@ def make_interpreter(
         f"TFLM could not build an interpreter for a {len(model_bytes)} B model with a "
         f"{arena_size} B arena: {error}\n{debug_log.tail()}"
     ) from error
+
+
+def default_registerers(model_bytes: bytes) -> tuple[OpRegisterer, ...]:
+    """CUSTOM_OP_REGISTERERS plus a registerer for each project op the model uses (the
+    project's host library is built on first use), each symbol once."""
+    chosen = list(CUSTOM_OP_REGISTERERS)
+    if PATCH_STAGE_OP_NAME in custom_codes(model_bytes):
+        from tflm_ext import host_build  # imports this module: import here, not at the top
+
+        chosen.append(host_build.patch_stage_registerer())
+    unique: dict[str, OpRegisterer] = {}
+    for registerer in chosen:
+        unique.setdefault(registerer.symbol, registerer)
+    return tuple(unique.values())
+
+
+def custom_codes(model_bytes: bytes) -> frozenset[str]:
+    """Custom operator names in the model's operator-code table; empty for bytes that are
+    no model (the wheel then reports the real error)."""
+    try:
+        model = schema.Model.GetRootAs(model_bytes, 0)
+        codes = (model.OperatorCodes(i).CustomCode() for i in range(model.OperatorCodesLength()))
+        return frozenset(code.decode() for code in codes if code)
+    except Exception:  # the flatbuffer reader raises anything on garbage
+        return frozenset()
 
 
 def load_registerer(registerer: OpRegisterer) -> str:

@@ -1,0 +1,209 @@
+"""patch_op: the options round trip, and the C header agrees with Python on every constant."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tflm_ext.errors import TflmExtError
+from tflm_ext.host_build import KERNEL_DIR
+from tflm_ext.patch_op import (
+    HEADER_FIELDS,
+    INPUTS_PER_WEIGHTED_OP,
+    MAX_OPS,
+    OP_FIELDS,
+    OP_NAME,
+    OPTIONS_VERSION,
+    AddParams,
+    InnerOp,
+    OpKind,
+    PatchStage,
+    decode_options,
+    encode_options,
+    tile_bounds,
+)
+
+STAGE = PatchStage(
+    grid=(3, 2),
+    input_shape=(32, 30, 3),
+    ops=(
+        InnerOp(
+            kind=OpKind.CONV,
+            input=0,
+            output_shape=(16, 13, 8),
+            weights_input=1,
+            kernel=(3, 5),
+            stride=(2, 2),
+            dilation=(1, 2),
+            padding=(0, 1, 1, 3),
+            input_zero_point=-5,
+            output_zero_point=-128,
+            activation=(-128, 23),
+        ),
+        InnerOp(kind=OpKind.PAD, input=1, output_shape=(17, 15, 8), padding=(1, 0, 0, 2)),
+        InnerOp(
+            kind=OpKind.DEPTHWISE,
+            input=2,
+            output_shape=(15, 13, 16),
+            weights_input=5,
+            kernel=(3, 3),
+            depth_multiplier=2,
+        ),
+        InnerOp(
+            kind=OpKind.ADD,
+            input=3,
+            input_b=3,
+            output_shape=(15, 13, 16),
+            input_b_zero_point=7,
+            add=AddParams(20, 1 << 30, -1, 1234567890, -2, 1717986918, -19),
+        ),
+    ),
+)
+
+
+def test_options_round_trip() -> None:
+    options = encode_options(STAGE)
+    assert len(options) == 4 * (len(HEADER_FIELDS) + 4 * len(OP_FIELDS))
+    assert decode_options(options) == STAGE
+
+
+def test_options_start_with_version_and_layout() -> None:
+    words = struct.unpack("<4i", encode_options(STAGE)[:16])
+    assert words == (OPTIONS_VERSION, len(HEADER_FIELDS), len(OP_FIELDS), 4)
+
+
+def test_other_versions_and_truncation_are_refused() -> None:
+    options = bytearray(encode_options(STAGE))
+    with pytest.raises(TflmExtError, match="options hold"):
+        decode_options(bytes(options[:-4]))
+    options[0] = OPTIONS_VERSION + 1
+    with pytest.raises(TflmExtError, match=f"version {OPTIONS_VERSION + 1} is not"):
+        decode_options(bytes(options))
+
+
+def test_unknown_kind_and_op_counts_are_refused() -> None:
+    options = bytearray(encode_options(STAGE))
+    options[4 * len(HEADER_FIELDS)] = 9  # first op's kind
+    with pytest.raises(TflmExtError, match="unknown op kind 9"):
+        decode_options(bytes(options))
+    with pytest.raises(TflmExtError, match=f"1..{MAX_OPS} ops, not 0"):
+        encode_options(PatchStage(grid=(1, 1), input_shape=(1, 1, 1), ops=()))
+
+
+def test_tile_bounds_are_balanced_and_cover_the_axis() -> None:
+    assert tile_bounds(10, 3) == ((0, 3), (3, 6), (6, 10))
+    assert tile_bounds(9, 4) == ((0, 2), (2, 4), (4, 6), (6, 9))  # never an empty tile
+    with pytest.raises(TflmExtError, match="cannot cut an axis of 4 into 5 tiles"):
+        tile_bounds(4, 5)
+
+
+def _c_name(prefix: str, field: str) -> str:
+    """The header's enumerator for a Python field: kHeaderGridRows, kOpInputBZeroPoint."""
+    return prefix + "".join(part.capitalize() for part in field.split("_"))
+
+
+_PARITY_PROGRAM = """
+#include <stdio.h>
+#include "patch_stage.h"
+using namespace tflm_ext::patch_stage;
+int main() {{
+  printf("name %s\\nversion %d\\nmax_ops %d\\nper_weighted %d\\n", kOpName,
+         (int)kOptionsVersion, kMaxOps, kInputsPerWeightedOp);
+  printf("header_words %d\\nop_words %d\\n", (int)kHeaderWords, (int)kOpWords);
+{lines}
+  return 0;
+}}
+"""
+
+
+_CORE_SOURCES = (str(KERNEL_DIR / "patch_stage.cc"), str(KERNEL_DIR / "inner_ops.cc"))
+
+
+def _compile(tmp_path: Path, program: str, *extra: str) -> Path:
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is not installed")
+    source, binary = tmp_path / "program.cc", tmp_path / "program"
+    source.write_text(program)
+    subprocess.run(
+        ["g++", "-std=c++17", f"-I{KERNEL_DIR}", str(source), *extra, "-o", str(binary)],
+        check=True,
+    )
+    return binary
+
+
+def _run(binary: Path, *args: str) -> str:
+    return subprocess.run([str(binary), *args], check=True, capture_output=True, text=True).stdout
+
+
+def test_c_header_matches_python_constants(tmp_path: Path) -> None:
+    lines = [f'  printf("h.{f} %d\\n", (int){_c_name("kHeader", f)});' for f in HEADER_FIELDS]
+    lines += [f'  printf("o.{f} %d\\n", (int){_c_name("kOp", f)});' for f in OP_FIELDS]
+    lines += [f'  printf("k.{k.name} %d\\n", (int)kKind{k.name.title()});' for k in OpKind]
+    out = _run(_compile(tmp_path, _PARITY_PROGRAM.format(lines="\n".join(lines))))
+    values = dict(line.split(" ", 1) for line in out.splitlines())
+
+    assert values["name"] == OP_NAME
+    assert int(values["version"]) == OPTIONS_VERSION
+    assert int(values["max_ops"]) == MAX_OPS
+    assert int(values["per_weighted"]) == INPUTS_PER_WEIGHTED_OP
+    assert int(values["header_words"]) == len(HEADER_FIELDS)
+    assert int(values["op_words"]) == len(OP_FIELDS)
+    assert [int(values[f"h.{f}"]) for f in HEADER_FIELDS] == list(range(len(HEADER_FIELDS)))
+    assert [int(values[f"o.{f}"]) for f in OP_FIELDS] == list(range(len(OP_FIELDS)))
+    assert {k.name: int(values[f"k.{k.name}"]) for k in OpKind} == {k.name: k for k in OpKind}
+
+
+_PARSER_PROGRAM = """
+#include <stdio.h>
+#include <stdlib.h>
+#include "patch_stage.h"
+using namespace tflm_ext::patch_stage;
+int main(int argc, char** argv) {
+  FILE* f = fopen(argv[1], "rb");
+  unsigned char options[4096];
+  size_t length = fread(options, 1, sizeof(options), f);
+  size_t bytes = ParsedStageBytes(options, length);
+  void* memory = malloc(bytes);
+  Stage* stage = nullptr;
+  Status status = ParseOptions(options, length, memory, bytes, &stage);
+  printf("%s\\n", StatusText(status));
+  if (status != kOk) return 0;
+  for (int w = 0; w < kHeaderWords; ++w) printf("%d ", (int)stage->header[w]);
+  printf("\\n");
+  for (int i = 0; i < stage->op_count; ++i) {
+    for (int w = 0; w < kOpWords; ++w) printf("%d ", (int)stage->ops[i].word[w]);
+    printf("\\n");
+  }
+  return 0;
+}
+"""
+
+
+def test_c_parser_reads_what_python_encodes(tmp_path: Path) -> None:
+    options = encode_options(STAGE)
+    (tmp_path / "options.bin").write_bytes(options)
+    parser = _compile(tmp_path, _PARSER_PROGRAM, *_CORE_SOURCES)
+
+    lines = _run(parser, str(tmp_path / "options.bin")).splitlines()
+
+    assert lines[0] == "ok"
+    words = struct.unpack(f"<{len(options) // 4}i", options)
+    assert [int(w) for line in lines[1:] for w in line.split()] == list(words)
+
+
+def test_c_parser_rejects_inconsistent_geometry(tmp_path: Path) -> None:
+    """A conv whose output height does not follow from kernel, stride and padding."""
+    bad = replace(STAGE.ops[0], output_shape=(17, 13, 8))
+    (tmp_path / "options.bin").write_bytes(
+        encode_options(PatchStage(grid=(1, 1), input_shape=(32, 30, 3), ops=(bad,)))
+    )
+    parser = _compile(tmp_path, _PARSER_PROGRAM, *_CORE_SOURCES)
+
+    out = _run(parser, str(tmp_path / "options.bin"))
+
+    assert "shapes, kernel, stride, dilation or padding do not fit together" in out

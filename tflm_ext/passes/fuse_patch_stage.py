@@ -1,0 +1,123 @@
+"""Pass: replace operators first..last of the main subgraph by one TFLM_EXT_PATCH_STAGE op.
+
+Called by ``tflm_ext.rewrite.rewrite_stage``, followed by the cleanup passes (the replaced
+ops' intermediate tensors are left for ``remove_dead_tensors``). The stage must be
+self-contained: one activation enters it (the stage input), only the last op's output leaves
+it, and every op passes ``stage_ops``' support rules. The custom op reads the stage input
+plus each CONV/DEPTHWISE op's filter, bias, multipliers and shifts, and writes the last op's
+original output tensor, so every consumer downstream is untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tflite_micro.tensorflow.lite.micro.compression import model_editor
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+from tflm_ext.errors import TflmExtError
+from tflm_ext.passes import stage_ops
+from tflm_ext.patch_op import MAX_OPS, OP_NAME, PatchStage, encode_options, tile_bounds
+
+log = logging.getLogger(__name__)
+
+
+def fuse_patch_stage(
+    model: model_editor.Model, first_op: int, last_op: int, grid: tuple[int, int]
+) -> None:
+    """Fuse ops[first_op..last_op] (inclusive) into one patch-stage op over a rows x cols grid."""
+    subgraph = model.subgraphs[0]
+    ops = _stage_ops(subgraph, first_op, last_op)
+    for offset, op in enumerate(ops):
+        stage_ops.check_supported(op, first_op + offset)
+    source = _stage_input(ops, first_op)
+    _check_nothing_escapes(subgraph, ops, first_op)
+    stage, constants = _describe(ops, source, grid)
+    custom = model_editor.Operator(
+        opcode=schema.BuiltinOperator.CUSTOM,
+        custom_code=OP_NAME,
+        inputs=[source, *constants],
+        outputs=[ops[-1].outputs[0]],
+    )
+    custom._fb.customOptions = list(encode_options(stage))
+    custom._fb.customOptionsFormat = schema.CustomOptionsFormat.FLEXBUFFERS
+    _add_new_constants(model, constants)
+    subgraph.operators[first_op : last_op + 1] = [custom]
+    log.info("fused operators %d..%d into %s with a %dx%d grid", first_op, last_op, OP_NAME, *grid)
+
+
+def _stage_ops(
+    subgraph: model_editor.Subgraph, first_op: int, last_op: int
+) -> list[model_editor.Operator]:
+    count = len(subgraph.operators)
+    if not 0 <= first_op <= last_op < count:
+        raise TflmExtError(f"stage {first_op}..{last_op} is not inside the {count} operators")
+    if last_op - first_op + 1 > MAX_OPS:
+        raise TflmExtError(f"stage {first_op}..{last_op} holds more than {MAX_OPS} operators")
+    return subgraph.operators[first_op : last_op + 1]
+
+
+def _stage_input(ops: list[model_editor.Operator], first_op: int) -> model_editor.Tensor:
+    """The one activation the stage reads that no stage op writes."""
+    produced = {id(op.outputs[0]) for op in ops}
+    outside = {
+        id(t): t
+        for op in ops
+        for t in op.inputs
+        if t is not None and not stage_ops.is_constant(t) and id(t) not in produced
+    }
+    if len(outside) != 1:
+        names = sorted(str(t.name) for t in outside.values())
+        raise TflmExtError(
+            f"stage starting at operator {first_op} must read exactly one activation from "
+            f"outside, not {len(outside)}: {names}"
+        )
+    return next(iter(outside.values()))
+
+
+def _check_nothing_escapes(
+    subgraph: model_editor.Subgraph, ops: list[model_editor.Operator], first_op: int
+) -> None:
+    """Intermediates feed later stage ops only: the kernel keeps them as tile windows."""
+    inside = {id(op) for op in ops}
+    model_outputs = {id(t) for t in subgraph.outputs}
+    for offset, op in enumerate(ops[:-1]):
+        tensor = op.outputs[0]
+        readers = [o for o in subgraph.operators if any(t is tensor for t in o.inputs)]
+        if id(tensor) in model_outputs or any(id(o) not in inside for o in readers):
+            raise TflmExtError(
+                f"operator {first_op + offset}'s output {tensor.name!r} is used outside the "
+                f"stage; a stage must end at the only tensor that leaves it"
+            )
+        if not readers:
+            raise TflmExtError(f"operator {first_op + offset}'s output {tensor.name!r} is unused")
+
+
+def _describe(
+    ops: list[model_editor.Operator], source: model_editor.Tensor, grid: tuple[int, int]
+) -> tuple[PatchStage, list[model_editor.Tensor]]:
+    """The stage's options and the custom op's constant inputs, in the kernel's order."""
+    buffers = {id(source): 0}
+    inner, constants = [], []
+    for index, op in enumerate(ops):
+        translated = stage_ops.translate(op, buffers, weights_input=1 + len(constants))
+        buffers[id(op.outputs[0])] = index + 1
+        inner.append(translated.inner)
+        constants.extend(translated.constants)
+    out_h, out_w, _ = inner[-1].output_shape
+    tile_bounds(out_h, grid[0])  # raises when the grid does not fit the stage output
+    tile_bounds(out_w, grid[1])
+    input_shape = tuple(int(d) for d in source.shape[1:])
+    return PatchStage(grid=tuple(grid), input_shape=input_shape, ops=tuple(inner)), constants
+
+
+def _add_new_constants(model: model_editor.Model, constants: list[model_editor.Tensor]) -> None:
+    """List the tensors (and buffers) this pass created at the end, where appending keeps
+    every existing tensor's position (signature defs refer to positions)."""
+    subgraph = model.subgraphs[0]
+    known = {id(t) for t in subgraph.tensors}
+    fresh = [t for t in constants if id(t) not in known]
+    subgraph.tensors.extend(fresh)
+    if model.buffers:  # a model that was read lists its buffers; keep that list complete
+        for tensor in fresh:
+            model.buffers.append(tensor.buffer)

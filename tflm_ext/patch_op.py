@@ -1,0 +1,247 @@
+"""The TFLM_EXT_PATCH_STAGE custom operator: its name, and its versioned options, defined once.
+
+Used by the rewrite pass that builds the operator (``passes.fuse_patch_stage``), by the host
+build (the name) and by anyone reading a rewritten model. The C++ kernel
+(``kernels/patch_stage.h``) reads the same layout; ``tests/tflm_ext/test_patch_op.py``
+compiles a program against that header and checks every constant against this module.
+
+Layout: little-endian int32 words, ``HEADER_FIELDS`` then one record of ``OP_FIELDS`` per
+inner op. A change to either tuple is a new ``OPTIONS_VERSION``. Stage buffers are numbered
+0 (the stage input) and i + 1 (the output of inner op i); the last inner op's output is the
+custom operator's output. Operator inputs: the stage input, then for each CONV/DEPTHWISE
+inner op in order its filter, bias, per-channel multipliers and per-channel shifts
+(``InnerOp.weights_input`` points at the filter).
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import asdict, dataclass, field
+
+from tflm_ext.errors import TflmExtError
+
+OP_NAME = "TFLM_EXT_PATCH_STAGE"
+OPTIONS_VERSION = 1
+MAX_OPS = 32  # inner ops per stage (the kernel's fixed per-tile bookkeeping)
+INPUTS_PER_WEIGHTED_OP = 4  # filter, bias, multipliers, shifts
+
+HEADER_FIELDS = (
+    "version",
+    "header_words",
+    "op_words",
+    "op_count",
+    "grid_rows",
+    "grid_cols",
+    "input_height",
+    "input_width",
+    "input_channels",
+)
+
+OP_FIELDS = (
+    "kind",
+    "input",
+    "input_b",
+    "weights_input",
+    "output_height",
+    "output_width",
+    "output_channels",
+    "kernel_height",
+    "kernel_width",
+    "stride_height",
+    "stride_width",
+    "dilation_height",
+    "dilation_width",
+    "pad_top",
+    "pad_left",
+    "pad_bottom",
+    "pad_right",
+    "depth_multiplier",
+    "input_zero_point",
+    "input_b_zero_point",
+    "output_zero_point",
+    "activation_min",
+    "activation_max",
+    "add_left_shift",
+    "add_input_multiplier",
+    "add_input_shift",
+    "add_input_b_multiplier",
+    "add_input_b_shift",
+    "add_output_multiplier",
+    "add_output_shift",
+)
+
+
+class OpKind(enum.IntEnum):
+    """Inner op kinds; the values are the C enum's."""
+
+    CONV = 1
+    DEPTHWISE = 2
+    ADD = 3
+    PAD = 4
+
+
+@dataclass(frozen=True)
+class AddParams:
+    """ADD's fixed-point rescaling, as TFLM's Prepare computes it (left shift 20 for int8)."""
+
+    left_shift: int = 20
+    input_multiplier: int = 0
+    input_shift: int = 0
+    input_b_multiplier: int = 0
+    input_b_shift: int = 0
+    output_multiplier: int = 0
+    output_shift: int = 0
+
+
+@dataclass(frozen=True)
+class InnerOp:
+    """One op of the stage. Geometry tuples are (height, width); padding is
+    (top, left, bottom, right): for CONV/DEPTHWISE TFLM's computed padding (top/left are the
+    pad-before), for PAD the rows/columns added."""
+
+    kind: OpKind
+    input: int
+    output_shape: tuple[int, int, int]
+    input_b: int = -1
+    weights_input: int = -1
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    depth_multiplier: int = 1
+    input_zero_point: int = 0
+    input_b_zero_point: int = 0
+    output_zero_point: int = 0
+    activation: tuple[int, int] = (-128, 127)
+    add: AddParams = field(default_factory=AddParams)
+
+
+@dataclass(frozen=True)
+class PatchStage:
+    """A stage computed patch by patch: the tile grid (rows, cols) over its output, the
+    stage input's (height, width, channels), and its inner ops in execution order."""
+
+    grid: tuple[int, int]
+    input_shape: tuple[int, int, int]
+    ops: tuple[InnerOp, ...]
+
+
+def encode_options(stage: PatchStage) -> bytes:
+    """The custom_options bytes the kernel's Init reads."""
+    if not 1 <= len(stage.ops) <= MAX_OPS:
+        raise TflmExtError(f"a patch stage holds 1..{MAX_OPS} ops, not {len(stage.ops)}")
+    header = {
+        "version": OPTIONS_VERSION,
+        "header_words": len(HEADER_FIELDS),
+        "op_words": len(OP_FIELDS),
+        "op_count": len(stage.ops),
+        "grid_rows": stage.grid[0],
+        "grid_cols": stage.grid[1],
+        "input_height": stage.input_shape[0],
+        "input_width": stage.input_shape[1],
+        "input_channels": stage.input_shape[2],
+    }
+    words = [header[name] for name in HEADER_FIELDS]
+    for op in stage.ops:
+        record = _op_words(op)
+        words.extend(record[name] for name in OP_FIELDS)
+    try:
+        return struct.pack(f"<{len(words)}i", *words)
+    except struct.error as e:
+        raise TflmExtError(f"patch stage options do not fit int32 words: {e}") from e
+
+
+def decode_options(options: bytes) -> PatchStage:
+    """Inverse of encode_options; refuses other versions and layouts."""
+    words = _words(options)
+    header = dict(zip(HEADER_FIELDS, words, strict=False))
+    if header.get("version") != OPTIONS_VERSION:
+        raise TflmExtError(
+            f"{OP_NAME} options version {header.get('version')} is not {OPTIONS_VERSION}"
+        )
+    expected = len(HEADER_FIELDS) + header["op_count"] * len(OP_FIELDS)
+    if (header["header_words"], header["op_words"]) != (len(HEADER_FIELDS), len(OP_FIELDS)):
+        raise TflmExtError(f"{OP_NAME} options layout {header} differs from this version's")
+    if len(words) != expected:
+        raise TflmExtError(f"{OP_NAME} options hold {len(words)} words, expected {expected}")
+    body = words[len(HEADER_FIELDS) :]
+    ops = tuple(
+        _inner_op(dict(zip(OP_FIELDS, body[i : i + len(OP_FIELDS)], strict=True)))
+        for i in range(0, len(body), len(OP_FIELDS))
+    )
+    return PatchStage(
+        grid=(header["grid_rows"], header["grid_cols"]),
+        input_shape=(header["input_height"], header["input_width"], header["input_channels"]),
+        ops=ops,
+    )
+
+
+def tile_bounds(size: int, parts: int) -> tuple[tuple[int, int], ...]:
+    """The kernel's split of one output axis: part i spans [i*size//parts, (i+1)*size//parts).
+
+    Balanced and never empty while parts <= size; the planner sizes tiles with the same rule.
+    """
+    if not 1 <= parts <= size:
+        raise TflmExtError(f"cannot cut an axis of {size} into {parts} tiles")
+    return tuple((i * size // parts, (i + 1) * size // parts) for i in range(parts))
+
+
+def _words(options: bytes) -> tuple[int, ...]:
+    if len(options) % 4 or len(options) < 4 * len(HEADER_FIELDS):
+        raise TflmExtError(f"{OP_NAME} options of {len(options)} B are not a header + records")
+    return struct.unpack(f"<{len(options) // 4}i", options)
+
+
+def _op_words(op: InnerOp) -> dict[str, int]:
+    add = {f"add_{name}": value for name, value in asdict(op.add).items()}
+    return {
+        "kind": int(op.kind),
+        "input": op.input,
+        "input_b": op.input_b,
+        "weights_input": op.weights_input,
+        "output_height": op.output_shape[0],
+        "output_width": op.output_shape[1],
+        "output_channels": op.output_shape[2],
+        "kernel_height": op.kernel[0],
+        "kernel_width": op.kernel[1],
+        "stride_height": op.stride[0],
+        "stride_width": op.stride[1],
+        "dilation_height": op.dilation[0],
+        "dilation_width": op.dilation[1],
+        "pad_top": op.padding[0],
+        "pad_left": op.padding[1],
+        "pad_bottom": op.padding[2],
+        "pad_right": op.padding[3],
+        "depth_multiplier": op.depth_multiplier,
+        "input_zero_point": op.input_zero_point,
+        "input_b_zero_point": op.input_b_zero_point,
+        "output_zero_point": op.output_zero_point,
+        "activation_min": op.activation[0],
+        "activation_max": op.activation[1],
+        **add,
+    }
+
+
+def _inner_op(w: dict[str, int]) -> InnerOp:
+    try:
+        kind = OpKind(w["kind"])
+    except ValueError as e:
+        raise TflmExtError(f"{OP_NAME} options name an unknown op kind {w['kind']}") from e
+    return InnerOp(
+        kind=kind,
+        input=w["input"],
+        input_b=w["input_b"],
+        weights_input=w["weights_input"],
+        output_shape=(w["output_height"], w["output_width"], w["output_channels"]),
+        kernel=(w["kernel_height"], w["kernel_width"]),
+        stride=(w["stride_height"], w["stride_width"]),
+        dilation=(w["dilation_height"], w["dilation_width"]),
+        padding=(w["pad_top"], w["pad_left"], w["pad_bottom"], w["pad_right"]),
+        depth_multiplier=w["depth_multiplier"],
+        input_zero_point=w["input_zero_point"],
+        input_b_zero_point=w["input_b_zero_point"],
+        output_zero_point=w["output_zero_point"],
+        activation=(w["activation_min"], w["activation_max"]),
+        add=AddParams(**{name: w[f"add_{name}"] for name in AddParams.__dataclass_fields__}),
+    )
