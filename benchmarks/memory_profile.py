@@ -39,9 +39,10 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     sys.path.insert(0, str(REPO))
 
+    from benchmarks.models import mobilenet_v2
     from tflm_ext.memory_profile import profile
 
-    model_bytes = args.model.read_bytes() if args.model else _mobilenet_v2(args.alpha, args.size)
+    model_bytes = args.model.read_bytes() if args.model else mobilenet_v2(args.alpha, args.size)
     if args.save:
         args.save.write_bytes(model_bytes)
     start = time.perf_counter()
@@ -53,32 +54,6 @@ def main() -> int:
     if args.plan or args.rewrite:
         _plan(model_bytes, args)
     return 0
-
-
-def _mobilenet_v2(alpha: float, size: int) -> bytes:
-    """Keras MobileNetV2 without softmax (random weights make its input scale degenerate,
-    which aborts TFLM), converted to full int8 on random calibration images."""
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(0)
-    model = keras.applications.MobileNetV2(
-        weights=None, alpha=alpha, input_shape=(size, size, 3), classifier_activation=None
-    )
-
-    def representative_data():
-        rng = np.random.default_rng(0)
-        for _ in range(8):
-            yield [rng.uniform(-1.0, 1.0, (1, size, size, 3)).astype(np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_data
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return bytes(converter.convert())
 
 
 def _print_profile(result) -> None:

@@ -29,6 +29,7 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
+import tflm_ext
 from components import plots, tflm_flavor
 from components.artifacts import (
     Evaluation,
@@ -236,11 +237,13 @@ def _log_files(client: MlflowClient, run_id: str, scratch: Path, c: _Candidate) 
         client.log_artifact(run_id, str(path), "reports")
 
 
-def _log_plots(client: MlflowClient, run_id: str, c: _Candidate) -> None:
+def _log_plots(client: MlflowClient, run_id: str, c: _Candidate, budget: int | None) -> None:
     curves = plots.training_curves(c.trained.history)
     client.log_figure(run_id, curves, "plots/training_curves.png")
     confusion = plots.confusion_matrix(c.evaluation.confusion, c.evaluation.labels)
     client.log_figure(run_id, confusion, "plots/confusion_matrix.png")
+    memory = plots.memory_per_layer(tflm_ext.profile(c.quantized.read_bytes(), False), budget)
+    client.log_figure(run_id, memory, "plots/memory_per_layer.png")
 
 
 def _experiment_id(client: MlflowClient, tracking_uri: str, name: str) -> str:
@@ -297,14 +300,27 @@ def run(
     gates: Sequence[GateReport] = (),
     timings: Mapping[str, float] | None = None,
     extra_artifacts: Sequence[Path] = (),
+    extra_metrics: Mapping[str, float] | None = None,
+    extra_tags: Mapping[str, str] | None = None,
+    sram_budget_bytes: int | None = None,
 ) -> TrackingResult:
-    """Log one candidate as a finished run and a registered model version."""
+    """Log one candidate as a finished run and a registered model version.
+
+    ``extra_metrics`` and ``extra_tags`` carry what the pipeline measured beside the
+    candidate (e.g. the unpatched model's figures); ``sram_budget_bytes`` is drawn as a line
+    on the memory-per-layer plot."""
     client = MlflowClient(tracking_uri)
     candidate = _Candidate(features, trained, quantized, evaluation, tuple(gates), timings or {})
-    run_id = _start_run(client, tracking_uri, spec, candidate)
+    run_id = _start_run(client, tracking_uri, spec, candidate, extra_tags or {})
     try:
         _log_values(client, run_id, params, candidate)
-        _log_plots(client, run_id, candidate)
+        stamp = int(time.time() * 1000)
+        extra = (extra_metrics or {}).items()
+        if extra:
+            client.log_batch(
+                run_id, metrics=[Metric(_metric_key(k), v, stamp, 0) for k, v in extra]
+            )
+        _log_plots(client, run_id, candidate, sram_budget_bytes)
         with tempfile.TemporaryDirectory(prefix="track-") as scratch:
             _log_files(client, run_id, Path(scratch), candidate)
         for path in extra_artifacts:
@@ -320,8 +336,10 @@ def run(
     return TrackingResult(run_id=run_id, model_uri=model_uri, model_version=version)
 
 
-def _start_run(client: MlflowClient, tracking_uri: str, spec: TrackSpec, c: _Candidate) -> str:
-    tags = {**gate_tags(c.gates), "frontend": c.quantized.frontend}
+def _start_run(
+    client: MlflowClient, tracking_uri: str, spec: TrackSpec, c: _Candidate, extra: Mapping
+) -> str:
+    tags = {**gate_tags(c.gates), "frontend": c.quantized.frontend, **extra}
     try:
         experiment_id = _experiment_id(client, tracking_uri, spec.experiment)
         return client.create_run(experiment_id, run_name=spec.run_name, tags=tags).info.run_id

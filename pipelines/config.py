@@ -19,6 +19,7 @@ from components.device import DeviceSpec
 from components.evaluate import EvaluateSpec
 from components.extract_features import FeatureSpec
 from components.gate import GateSpec
+from components.patch import PatchSpec
 from components.quantize import QuantizeSpec
 from components.speech_commands import ReaderSpec
 from components.synth_speech import SynthSpec
@@ -58,6 +59,7 @@ class KwsConfig(pydantic.BaseModel):
     features: FeatureSpec = FeatureSpec()
     train: TrainSpec = TrainSpec()
     quantize: QuantizeSpec = QuantizeSpec()
+    patch: PatchSpec = PatchSpec()
     evaluate: EvaluateSpec = EvaluateSpec()
     devices: tuple[DeviceSpec, ...] = pydantic.Field(min_length=1)
     gate: GateSpec = GateSpec()

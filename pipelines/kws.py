@@ -17,6 +17,7 @@ from components import (
     evaluate,
     extract_features,
     gate,
+    patch,
     quantize,
     speech_commands,
     synth_speech,
@@ -34,6 +35,7 @@ class KwsResult:
     """What a run produced: measurements, gate verdicts, where MLflow keeps it, stage times."""
 
     quantized: QuantizedModel
+    patch: patch.PatchResult
     evaluation: Evaluation
     gates: tuple[GateReport, ...]
     tracking: track.TrackingResult
@@ -63,10 +65,17 @@ def run(
         trained = train.run(config.train, features, work / "model", progress=progress)
     with _timed(timings, "quantize"):
         quantized = quantize.run(config.quantize, trained, features, work / "model")
+    with _timed(timings, "patch"):
+        patched = patch.run(config.patch, quantized, features, work / "model")
     with _timed(timings, "evaluate"):
-        evaluation = evaluate.run(
-            config.evaluate, quantized, trained, features, config.devices, progress=progress
-        )
+        evaluations = [
+            evaluate.run(config.evaluate, model, trained, features, config.devices, progress)
+            for model in filter(None, (quantized, patched.patched))
+        ]
+    # The gate, the registry and the headline metrics get the patched model when one was
+    # kept (verified bit-exact, smaller measured arena); the unpatched figures ride along.
+    candidate, evaluation = patched.patched or quantized, evaluations[-1]
+    extra_metrics = _prefixed("unpatched", evaluations[0]) if patched.patched else {}
     uri = tracking_uri or track.default_tracking_uri(work)
     with _timed(timings, "gate"):
         baseline = track.production_baseline(
@@ -80,10 +89,16 @@ def run(
             params=config.model_dump(mode="json"),
             features=features,
             trained=trained,
-            quantized=quantized,
+            quantized=candidate,
             evaluation=evaluation,
             gates=gates,
             timings=timings,
+            extra_metrics=extra_metrics,
+            extra_tags={
+                "patch.applied": str(patched.patched is not None).lower(),
+                "patch.reason": patched.reason[:5000],
+            },
+            sram_budget_bytes=config.devices[0].sram_budget_bytes,
         )
         if config.track.promote_on_pass and all(g.passed for g in gates):
             track.promote(
@@ -93,8 +108,18 @@ def run(
                 config.gate.baseline_alias,
             )
     return KwsResult(
-        quantized=quantized, evaluation=evaluation, gates=gates, tracking=tracking, timings=timings
+        quantized=candidate,
+        patch=patched,
+        evaluation=evaluation,
+        gates=gates,
+        tracking=tracking,
+        timings=timings,
     )
+
+
+def _prefixed(prefix: str, evaluation: Evaluation) -> dict[str, float]:
+    names = ("int8_accuracy", "arena_total", "arena_head", "arena_tail", "flash_bytes", "macs")
+    return {f"{prefix}.{n}": float(getattr(evaluation, n)) for n in names}
 
 
 def _dataset(config: KwsConfig, progress: bool) -> SpeechDataset:

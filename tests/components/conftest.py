@@ -19,7 +19,7 @@ SHAPE = (49, 10)
 COUNTS = {"train": 90, "validation": 24, "test": 30}
 
 
-def write_feature_set(root: Path, seed: int = 0) -> FeatureSet:
+def write_feature_set(root: Path, seed: int = 0, shape: tuple[int, int] = SHAPE) -> FeatureSet:
     import tensorflow as tf
 
     from components.extract_features import serialize_example
@@ -30,11 +30,11 @@ def write_feature_set(root: Path, seed: int = 0) -> FeatureSet:
         with tf.io.TFRecordWriter(str(root / f"{split}-00000-of-00001.tfrecord")) as writer:
             for i in range(count):
                 label = i % len(LABELS)
-                x = rng.normal(0.0, 1.0, SHAPE).astype(np.float32)
+                x = rng.normal(0.0, 1.0, shape).astype(np.float32)
                 x[:, 3 * label : 3 * label + 3] += 4.0
                 writer.write(serialize_example(x, label, f"{split}/{i:04d}"))
     return FeatureSet(
-        directory=root, labels=LABELS, feature_shape=SHAPE, frontend="mfcc", counts=COUNTS
+        directory=root, labels=LABELS, feature_shape=shape, frontend="mfcc", counts=COUNTS
     )
 
 

@@ -74,6 +74,8 @@ def test_mlflow_holds_metrics_registered_versions_and_gate_tags(runs):
     assert passed.data.tags["gate.passed"] == "true"
     assert failed.data.tags["gate.passed"] == "false"
     assert "latency_ms" in failed.data.tags["gate.failed_rules"]
+    assert passed.data.tags["patch.applied"] in {"true", "false"}
+    assert passed.data.tags["patch.reason"]
     for run in finished:
         m = run.data.metrics
         assert 0.0 <= m["int8_accuracy"] <= 1.0 and m["arena_total"] > 0

@@ -1,0 +1,72 @@
+"""Patch a model end to end: plan, rewrite every stage, verify bit-exact, keep only a gain.
+
+The one driver both the ``patch`` component and ``tflm-pipelines patch`` call, so the rule
+"never return a model that is not verified identical and measurably smaller" lives in one
+place: a mismatch raises with the first differing output, and a rewrite whose measured
+arena is not smaller is dropped with the reason (``PatchOutcome.model_bytes`` is None).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from tflm_ext.errors import TflmExtError
+from tflm_ext.planner import PatchPlan, PlannerSpec, keep_if_smaller, plan
+from tflm_ext.rewrite import VerifyReport, rewrite_stage, verify
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["custom", "builtin"]
+
+
+@dataclass(frozen=True)
+class PatchOutcome:
+    """The plan as kept, the verification of the rewrite, and the rewritten model if kept."""
+
+    plan: PatchPlan
+    mode: Mode
+    report: VerifyReport | None = None
+    model_bytes: bytes | None = None
+
+    @property
+    def applied(self) -> bool:
+        return self.model_bytes is not None
+
+
+def patch_model(
+    model_bytes: bytes,
+    spec: PlannerSpec = PlannerSpec(),  # noqa: B008 - frozen, so a shared default is safe
+    *,
+    mode: Mode = "custom",
+    inputs: np.ndarray | int = 8,
+    seed: int = 0,
+) -> PatchOutcome:
+    """Plan, rewrite (last stage first, so earlier op indices stay valid) and verify.
+
+    Raises TflmExtError when the model has nothing patchable or the rewrite is not
+    bit-exact; returns an outcome without a model when patching would not lower the arena.
+    """
+    chosen = plan(model_bytes, spec)
+    if not chosen.stages:
+        log.info("not patched: %s", chosen.reason)
+        return PatchOutcome(plan=chosen, mode=mode)
+    rewritten = model_bytes
+    for stage in sorted(chosen.stages, key=lambda s: s.first_op, reverse=True):
+        rewritten = _rewrite(rewritten, stage.first_op, stage.last_op, stage.grid, mode)
+    report = verify(model_bytes, rewritten, inputs, seed=seed)
+    if not report.identical:
+        raise TflmExtError(f"the patched model differs from the original: {report.first_mismatch}")
+    kept = keep_if_smaller(chosen, report.arena_before, report.arena_after)
+    return PatchOutcome(
+        plan=kept, mode=mode, report=report, model_bytes=rewritten if kept.stages else None
+    )
+
+
+def _rewrite(model_bytes: bytes, first: int, last: int, grid: tuple[int, int], mode: Mode):
+    if mode == "custom":
+        return rewrite_stage(model_bytes, first, last, grid)
+    return rewrite_stage(model_bytes, first, last, grid, mode=mode)
