@@ -35,7 +35,6 @@ def run(
     out_dir: Path,
 ) -> QuantizedModel:
     """Convert ``trained`` to ``model_int8.tflite`` in ``out_dir``."""
-    import keras
     import numpy as np
     import tensorflow as tf
 
@@ -49,7 +48,7 @@ def run(
         for row in sample:
             yield [row[None, ..., None]]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(keras.models.load_model(trained.path))
+    converter = tf.lite.TFLiteConverter.from_keras_model(_batch_of_one(trained))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -69,3 +68,18 @@ def run(
         input_shape=trained.input_shape,
         frontend=features.frontend,
     )
+
+
+def _batch_of_one(trained: TrainedModel):
+    """The trained model with its batch fixed to 1, as firmware runs it.
+
+    With a static batch the converter folds Flatten into one RESHAPE; with a dynamic one it
+    emits SHAPE, STRIDED_SLICE and PACK ops that the firmware must also register and run.
+    """
+    import keras
+
+    model = keras.models.load_model(trained.path)
+    fixed = keras.Input(batch_shape=(1, *model.input_shape[1:]))
+    one = keras.models.clone_model(model, input_tensors=fixed)
+    one.set_weights(model.get_weights())
+    return one

@@ -54,12 +54,66 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_config_args(check)
 
+    _add_profile_parser(sub)
+    _add_patch_parser(sub)
     sub.add_parser(
         "rules",
         help="print the release gate's rules",
         description="Print the release gate's rules as a markdown table.",
     )
     return parser
+
+
+def _add_profile_parser(sub) -> None:
+    profile = sub.add_parser(
+        "profile",
+        help="memory per layer of a .tflite, measured on TFLM",
+        description="Print the activation memory alive at each operator, the peak, MACs and "
+        "TFLM's measured arena; write a per-layer chart and log it all to MLflow.",
+    )
+    profile.add_argument("model", help="an int8 .tflite")
+    profile.add_argument("--device", help="device YAML: draws its SRAM budget for the model")
+    profile.add_argument(
+        "--output", help="folder for memory.md/.json/.png (default: MODEL.memory/ beside it)"
+    )
+    profile.add_argument(
+        "--tracking-uri", help="MLflow tracking URI (default: a SQLite file in the output folder)"
+    )
+
+
+def _add_patch_parser(sub) -> None:
+    patch = sub.add_parser(
+        "patch",
+        help="rewrite a .tflite for patch-based inference",
+        description="Plan patch-based inference (MCUNetV2) for an int8 .tflite, rewrite it, "
+        "verify the result bit-exact on the real TFLM interpreter and write it when its "
+        "measured arena is smaller.",
+    )
+    patch.add_argument("model", help="an int8 .tflite")
+    patch.add_argument("--output", required=True, help="where to write the patched .tflite")
+    patch.add_argument("--device", help="device YAML: reports whether the result fits")
+    patch.add_argument(
+        "--mode",
+        choices=("custom", "builtin"),
+        default="custom",
+        help="custom: one TFLM_EXT_PATCH_STAGE op (largest saving); builtin: slices, convs "
+        "and concatenation only (no custom kernel)",
+    )
+    patch.add_argument(
+        "--max-extra-macs",
+        type=float,
+        default=0.2,
+        metavar="FRACTION",
+        help="budget of recomputed MACs from overlapping tiles (default 0.2)",
+    )
+    patch.add_argument("--max-stages", type=int, default=2, help="disjoint stages (default 2)")
+    patch.add_argument(
+        "--verify-inputs",
+        type=int,
+        default=8,
+        metavar="N",
+        help="random inputs that must give identical outputs (default 8)",
+    )
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -156,7 +210,87 @@ def _rules(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-_COMMANDS = {"run": _run, "validate": _validate, "rules": _rules}
+def _profile(args: argparse.Namespace, extra: list[str]) -> int:
+    from pathlib import Path
+
+    from components import memory_report
+    from pipelines.config import load_device
+
+    model = Path(args.model)
+    out_dir = Path(args.output) if args.output else model.with_suffix(".memory")
+    budget = load_device(args.device).sram_budget_bytes if args.device else None
+    _require_file(model)
+    report = memory_report.run(model, out_dir, budget)
+    uri = args.tracking_uri or f"sqlite:///{out_dir.resolve()}/mlflow.db"
+    run_id = memory_report.log_to_mlflow(report, uri)
+    print(report.table)
+    print(f"wrote {', '.join(str(p) for p in report.files)}; MLflow run {run_id} at {uri}")
+    return 0
+
+
+def _patch(args: argparse.Namespace, extra: list[str]) -> int:
+    from pathlib import Path
+
+    import tflm_ext
+    from pipelines.config import load_device
+    from tflm_ext.patching import patch_model
+
+    device = load_device(args.device) if args.device else None
+    model = Path(args.model)
+    _require_file(model)
+    spec = tflm_ext.PlannerSpec(
+        max_extra_mac_fraction=args.max_extra_macs, max_stages=args.max_stages
+    )
+    outcome = patch_model(model.read_bytes(), spec, mode=args.mode, inputs=args.verify_inputs)
+    print(_plan_text(outcome.plan))
+    if not outcome.applied:
+        print(f"not written: {outcome.plan.reason}")
+        return 0
+    Path(args.output).write_bytes(outcome.model_bytes)
+    before, after = outcome.report.arena_before, outcome.report.arena_after
+    print(
+        f"verified bit-exact on {outcome.report.examples} inputs; arena {before.total:,} B "
+        f"(head {before.head:,}) -> {after.total:,} B (head {after.head:,}); "
+        f"wrote {args.output}"
+    )
+    if device:
+        fits = after.bisected_min <= device.sram_budget_bytes
+        print(
+            f"{device.name}: {after.bisected_min:,} B of {device.sram_budget_bytes:,} B "
+            f"budget: {'fits' if fits else 'does NOT fit'}"
+        )
+    return 0
+
+
+def _plan_text(plan) -> str:
+    rows = ["| chosen | ops | grid | peak B | extra MACs |", "| --- | --- | --- | ---: | ---: |"]
+    for chosen, stage in [(True, s) for s in plan.stages] + [(False, s) for s in plan.alternatives]:
+        grid = f"{stage.grid[0]}x{stage.grid[1]}"
+        rows.append(
+            f"| {'yes' if chosen else ''} | {stage.first_op}..{stage.last_op} | {grid} | "
+            f"{stage.peak_bytes:,} | {stage.extra_macs:,} |"
+        )
+    rows.append(
+        f"\npeak {plan.original_peak:,} B -> {plan.planned_peak:,} B (lower bound "
+        f"{plan.lower_bound:,} B), extra MACs {plan.extra_macs:,}; {plan.reason}"
+    )
+    return "\n".join(rows)
+
+
+def _require_file(path) -> None:
+    from pipelines.errors import PipelineError
+
+    if not path.is_file():
+        raise PipelineError(f"{path}: model file not found")
+
+
+_COMMANDS = {
+    "run": _run,
+    "validate": _validate,
+    "profile": _profile,
+    "patch": _patch,
+    "rules": _rules,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -105,6 +105,11 @@ def _apply_override(raw: dict[str, Any], item: str, path: Path) -> None:
     node[leaf] = yaml.safe_load(value)
 
 
+def load_device(path: str | Path) -> DeviceSpec:
+    """One device file (``configs/devices/<board>.yaml``), validated."""
+    return _load_device(Path.cwd(), str(path))
+
+
 def _load_device(base: Path, entry: Any) -> Any:
     """A device entry is a path to a device YAML (relative to the config) or a mapping."""
     if not isinstance(entry, str):

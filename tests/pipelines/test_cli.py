@@ -52,3 +52,30 @@ def test_rules_table_lists_the_gate(capsys):
 def test_console_script_is_installed():
     done = subprocess.run([SCRIPT, "--help"], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "run" in done.stdout
+
+
+def test_profile_writes_table_chart_and_mlflow_run(tiny_int8_model, tmp_path, capsys):
+    model = tmp_path / "tiny.tflite"
+    model.write_bytes(tiny_int8_model)
+    device = str(REPO / "configs/devices/rpi_pico.yaml")
+    assert cli.main(["profile", str(model), "--device", device]) == 0
+    out = capsys.readouterr().out
+    assert "**peak**" in out and "TFLM arena:" in out and "activation peak fits" in out
+    folder = tmp_path / "tiny.memory"
+    assert {p.name for p in folder.iterdir()} >= {"memory.md", "memory.json",
+                                                  "memory_per_layer.png", "mlflow.db"}
+
+
+def test_patch_writes_a_verified_smaller_model(inverted_residual_int8_model, tmp_path, capsys):
+    model, out = tmp_path / "ir.tflite", tmp_path / "ir_patched.tflite"
+    model.write_bytes(inverted_residual_int8_model)
+    assert cli.main(["patch", str(model), "--output", str(out), "--verify-inputs", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "| yes |" in text and "verified bit-exact on 3 inputs" in text
+    assert out.is_file() and out.read_bytes() != model.read_bytes()
+
+
+def test_patch_refuses_a_missing_model(tmp_path, capsys):
+    missing = tmp_path / "none.tflite"
+    assert cli.main(["patch", str(missing), "--output", str(tmp_path / "o")]) == cli.EXIT_ERROR
+    assert "none.tflite: model file not found" in capsys.readouterr().err
