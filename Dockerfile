@@ -11,7 +11,10 @@ COPY pipelines pipelines
 COPY components components
 COPY tflm_ext tflm_ext
 COPY configs configs
-RUN pip install --no-cache-dir ".[synth]"
+# Install, then bake the host build of the patch-stage kernel into the image.
+RUN pip install --no-cache-dir ".[synth]" \
+    && TFLM_EXT_CACHE_DIR=/opt/tflm_ext python -m tflm_ext.host_build
+ENV TFLM_EXT_CACHE_DIR=/opt/tflm_ext
 
 # Runs, data and the default SQLite tracking store live in a volume.
 VOLUME /app/runs
