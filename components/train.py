@@ -32,7 +32,7 @@ class TrainSpec:
     blocks: PositiveInt = 4
     dropout: Annotated[float, Field(ge=0, lt=0.5)] = 0.2
     epochs: PositiveInt = 50
-    batch_size: PositiveInt = 100
+    batch_size: PositiveInt = 50
     learning_rate: Annotated[float, Field(gt=0)] = 0.005  # peak; cosine decay to 5% of it
     early_stopping_patience: PositiveInt = 10
     seed: int = 0
