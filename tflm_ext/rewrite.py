@@ -5,6 +5,8 @@ is a pure bytes -> bytes function; ``verify`` runs the original and the rewritte
 real TFLM interpreter, each in a child process, and compares their outputs bit for bit and
 their arenas. The driver reads like the pass list it runs: validate, fuse, clean up, with the
 graph validated after every pass and the model's interface checked unchanged at the end.
+``mode="builtin"`` splits the stage into per-tile builtin operators instead of fusing it
+(``passes.split_stage_builtin``), for firmware that cannot add custom kernels.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.compression import model_editor
@@ -25,8 +28,12 @@ from tflm_ext.passes import CLEANUP_PASSES, fuse_patch_stage
 from tflm_ext.passes.check_graph import check_graph
 from tflm_ext.passes.remove_dead_tensors import dead_tensors
 from tflm_ext.passes.remove_unused_buffers import unused_buffers
+from tflm_ext.passes.split_stage_builtin import split_stage_into_tiles
 
 log = logging.getLogger(__name__)
+
+# The pass that replaces the stage, per rewrite mode.
+_STAGE_PASSES = {"custom": fuse_patch_stage, "builtin": split_stage_into_tiles}
 
 
 @dataclass(frozen=True)
@@ -46,16 +53,31 @@ class VerifyReport:
             raise TflmExtError(f"rewritten model differs from the original: {self.first_mismatch}")
 
 
-def rewrite_stage(model_bytes: bytes, first_op: int, last_op: int, grid: tuple[int, int]) -> bytes:
-    """Replace ops[first_op..last_op] by one TFLM_EXT_PATCH_STAGE op over a (rows, cols) grid.
+def rewrite_stage(
+    model_bytes: bytes,
+    first_op: int,
+    last_op: int,
+    grid: tuple[int, int],
+    *,
+    mode: Literal["custom", "builtin"] = "custom",
+) -> bytes:
+    """Replace ops[first_op..last_op] by one TFLM_EXT_PATCH_STAGE op over a (rows, cols) grid,
+    or with mode "builtin" by per-tile builtin operators over the same grid (no custom
+    kernel needed; a smaller saving, see ``passes.split_stage_builtin``).
 
     Raises TflmExtError naming the operator and rule when the stage is not supported.
     """
+    if mode not in _STAGE_PASSES:
+        raise TflmExtError(f"rewrite mode {mode!r} is not one of {sorted(_STAGE_PASSES)}")
     model = _read(model_bytes)
     check_graph(model, after="reading the model")
     interface = _interface(model)
-    fuse = functools.partial(fuse_patch_stage, first_op=first_op, last_op=last_op, grid=grid)
-    for name, step in (("fuse_patch_stage", fuse), *((p.__name__, p) for p in CLEANUP_PASSES)):
+    stage_pass = _STAGE_PASSES[mode]
+    replace = functools.partial(stage_pass, first_op=first_op, last_op=last_op, grid=grid)
+    for name, step in (
+        (stage_pass.__name__, replace),
+        *((p.__name__, p) for p in CLEANUP_PASSES),
+    ):
         step(model)
         check_graph(model, after=name)
     _check_clean(model)
@@ -63,9 +85,10 @@ def rewrite_stage(model_bytes: bytes, first_op: int, last_op: int, grid: tuple[i
     if _interface(_read(rewritten)) != interface:
         raise TflmExtError("the rewrite changed the model's inputs or outputs")
     log.info(
-        "rewrote operators %d..%d: %d B -> %d B",
+        "rewrote operators %d..%d (%s): %d B -> %d B",
         first_op,
         last_op,
+        mode,
         len(model_bytes),
         len(rewritten),
     )

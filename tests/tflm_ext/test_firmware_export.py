@@ -1,0 +1,369 @@
+"""firmware_export: the resolver lists exactly the model's ops, kernels ship only when used,
+and what ships compiles.
+
+No TFLM source tree is available here (no registry ships its headers), so the TFLM kernel
+adapter and op_resolver.h are compiled and linked against the minimal stand-in headers below,
+written for this test from TFLM's API as the adapter uses it (pre-October-2026 layout: C types
+global, helpers in tflite and tflite::micro). That checks the generated C++ and the adapter's
+own code, and that the shipped files are a complete set; it cannot check TFLM's exact
+signatures. The shared arithmetic and model_data.cc compile without any stand-in.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from tflite_micro.tensorflow.lite.micro.compression import model_editor
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+from tflm_ext.arena import measure_arena
+from tflm_ext.errors import TflmExtError
+from tflm_ext.firmware_export import (
+    BUILTIN_ADD_CALLS,
+    KERNEL_SOURCE_DIR,
+    FirmwareBundle,
+    export_firmware,
+    firmware_kernel_files,
+)
+from tflm_ext.isolation import run_isolated
+from tflm_ext.patch_op import OP_NAME
+from tflm_ext.rewrite import rewrite_stage
+
+GXX = shutil.which("g++")
+needs_gxx = pytest.mark.skipif(GXX is None, reason="g++ is not installed")
+CXXFLAGS = ("-std=c++17", "-Wall", "-Wextra", "-Werror")
+BUILTIN_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if k.isupper()}
+
+# The tiny fixture's operators, from its docstring (Flatten becomes RESHAPE), and the
+# MicroMutableOpResolver method TFLM names for each.
+TINY_OPS = {
+    "CONV_2D": "AddConv2D",
+    "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D",
+    "AVERAGE_POOL_2D": "AddAveragePool2D",
+    "RESHAPE": "AddReshape",
+    "FULLY_CONNECTED": "AddFullyConnected",
+}
+
+STAND_INS = {
+    "tensorflow/lite/c/common.h": """
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+typedef enum { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;
+typedef enum { kTfLiteNoType = 0, kTfLiteInt32 = 2, kTfLiteInt8 = 9 } TfLiteType;
+typedef struct { int size; int data[1]; } TfLiteIntArray;
+typedef union { void* data; int8_t* int8; } TfLitePtrUnion;
+typedef struct { TfLitePtrUnion data; TfLiteIntArray* dims; TfLiteType type; } TfLiteEvalTensor;
+typedef struct {
+  TfLiteIntArray* inputs;
+  TfLiteIntArray* outputs;
+  void* user_data;
+} TfLiteNode;
+typedef struct TfLiteContext {
+  void* (*AllocatePersistentBuffer)(struct TfLiteContext* context, size_t bytes);
+  TfLiteStatus (*RequestScratchBufferInArena)(struct TfLiteContext* context, size_t bytes,
+                                              int* buffer_index);
+  void* (*GetScratchBuffer)(struct TfLiteContext* context, int buffer_index);
+} TfLiteContext;
+#define TF_LITE_ENSURE(context, a) \\
+  do { if (!(a)) return kTfLiteError; } while (0)
+#define TF_LITE_ENSURE_EQ(context, a, b) \\
+  do { if ((a) != (b)) return kTfLiteError; } while (0)
+""",
+    "tensorflow/lite/micro/micro_common.h": """
+#pragma once
+#include "tensorflow/lite/c/common.h"
+typedef struct {
+  void* (*init)(TfLiteContext* context, const char* buffer, size_t length);
+  void (*free)(TfLiteContext* context, void* buffer);
+  TfLiteStatus (*prepare)(TfLiteContext* context, TfLiteNode* node);
+  TfLiteStatus (*invoke)(TfLiteContext* context, TfLiteNode* node);
+  void (*reset)(TfLiteContext* context, void* buffer);
+  int32_t builtin_code;
+  const char* custom_name;
+} TFLMRegistration;
+""",
+    "tensorflow/lite/micro/micro_log.h": """
+#pragma once
+__attribute__((format(printf, 1, 2))) inline void MicroPrintf(const char* format, ...) {
+  (void)format;
+}
+""",
+    "tensorflow/lite/micro/kernels/kernel_util.h": """
+#pragma once
+#include "tensorflow/lite/micro/micro_common.h"
+namespace tflite {
+inline int NumInputs(const TfLiteNode* node) { return node->inputs->size; }
+inline int NumOutputs(const TfLiteNode* node) { return node->outputs->size; }
+namespace micro {
+inline const TfLiteEvalTensor* GetEvalInput(const TfLiteContext*, const TfLiteNode*, int) {
+  return nullptr;
+}
+inline TfLiteEvalTensor* GetEvalOutput(const TfLiteContext*, const TfLiteNode*, int) {
+  return nullptr;
+}
+inline TFLMRegistration RegisterOp(
+    void* (*init)(TfLiteContext*, const char*, size_t),
+    TfLiteStatus (*prepare)(TfLiteContext*, TfLiteNode*),
+    TfLiteStatus (*invoke)(TfLiteContext*, TfLiteNode*),
+    void (*free)(TfLiteContext*, void*) = nullptr,
+    void (*reset)(TfLiteContext*, void*) = nullptr) {
+  return {init, free, prepare, invoke, reset, 0, nullptr};
+}
+}  // namespace micro
+}  // namespace tflite
+""",
+    # Records what is added; refuses duplicates and more than tOpCount, as TFLM's does.
+    "tensorflow/lite/micro/micro_mutable_op_resolver.h": """
+#pragma once
+#include <string.h>
+#include "tensorflow/lite/micro/micro_common.h"
+#define STAND_IN_ADD(method) TfLiteStatus method() { return Record(#method); }
+namespace tflite {
+template <unsigned int tOpCount>
+class MicroMutableOpResolver {
+ public:
+  TfLiteStatus AddCustom(const char* name, const TFLMRegistration* registration) {
+    if (registration == nullptr || registration->invoke == nullptr) return kTfLiteError;
+    return Record(name);
+  }
+  %(methods)s
+  unsigned int count = 0;
+  const char* names[tOpCount];
+ private:
+  TfLiteStatus Record(const char* name) {
+    if (count >= tOpCount) return kTfLiteError;
+    for (unsigned int i = 0; i < count; ++i) {
+      if (strcmp(names[i], name) == 0) return kTfLiteError;
+    }
+    names[count++] = name;
+    return kTfLiteOk;
+  }
+};
+}  // namespace tflite
+""",
+}
+
+REGISTER_ALL = """
+#include <stdio.h>
+#include "op_resolver.h"
+int main() {
+  static g_model_ops::OpResolver resolver;
+  if (g_model_ops::AddOps(resolver) != kTfLiteOk) return 1;
+  for (unsigned int i = 0; i < resolver.count; ++i) printf("%s\\n", resolver.names[i]);
+  return resolver.count == g_model_ops::kOpCount ? 0 : 2;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def patched_model(tiny_int8_model: bytes) -> bytes:
+    """The tiny model with CONV_2D, DEPTHWISE_CONV_2D, CONV_2D fused into the custom op."""
+    return rewrite_stage(tiny_int8_model, 0, 2, (2, 2))
+
+
+@pytest.fixture(scope="module")
+def plain(tiny_int8_model: bytes, tmp_path_factory: pytest.TempPathFactory) -> FirmwareBundle:
+    return export_firmware(tiny_int8_model, tmp_path_factory.mktemp("plain") / "firmware")
+
+
+@pytest.fixture(scope="module")
+def patched(patched_model: bytes, tmp_path_factory: pytest.TempPathFactory) -> FirmwareBundle:
+    return export_firmware(patched_model, tmp_path_factory.mktemp("patched") / "firmware")
+
+
+def model_ops(model_bytes: bytes) -> list[str]:
+    """Distinct operator names in order of first use, read with the raw schema reader."""
+    model = schema.Model.GetRootAs(model_bytes, 0)
+    names: list[str] = []
+    for s in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(s)
+        for i in range(subgraph.OperatorsLength()):
+            code = model.OperatorCodes(subgraph.Operators(i).OpcodeIndex())
+            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            name = code.CustomCode().decode() if code.CustomCode() else BUILTIN_NAMES[builtin]
+            names += [] if name in names else [name]
+    return names
+
+
+def parse_resolver(text: str) -> tuple[int, list[str]]:
+    """(kOpCount, what AddOps adds in order: builtin methods and custom registrations)."""
+    count = int(re.search(r"constexpr unsigned int kOpCount = (\d+);", text).group(1))
+    body = text[text.index("AddOps(") :]
+    added = re.findall(r"resolver\.(Add\w+)\((.*?)[,)]", body)
+    return count, [argument if method == "AddCustom" else method for method, argument in added]
+
+
+def compile_cc(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [GXX, *CXXFLAGS, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_the_table_names_schema_operators_and_resolver_methods() -> None:
+    assert set(BUILTIN_ADD_CALLS) <= set(BUILTIN_NAMES.values())
+    assert all(re.fullmatch(r"Add[A-Z][A-Za-z0-9]*", m) for m in BUILTIN_ADD_CALLS.values())
+    assert len(set(BUILTIN_ADD_CALLS.values())) == len(BUILTIN_ADD_CALLS)
+    for op, method in TINY_OPS.items():
+        assert BUILTIN_ADD_CALLS[op] == method
+
+
+def test_resolver_lists_exactly_the_plain_models_ops(
+    plain: FirmwareBundle, tiny_int8_model: bytes
+) -> None:
+    assert model_ops(tiny_int8_model) == list(TINY_OPS)
+    count, added = parse_resolver(plain.op_resolver.read_text())
+    assert added == list(TINY_OPS.values())
+    assert count == plain.op_count == 5
+    assert plain.builtin_ops == tuple(TINY_OPS) and plain.custom_ops == ()
+    assert "tflm/" not in plain.op_resolver.read_text()
+
+
+def test_resolver_lists_exactly_the_patched_models_ops(
+    patched: FirmwareBundle, patched_model: bytes
+) -> None:
+    ops = model_ops(patched_model)
+    assert ops == [OP_NAME, "AVERAGE_POOL_2D", "RESHAPE", "FULLY_CONNECTED"]
+    count, added = parse_resolver(patched.op_resolver.read_text())
+    assert count == patched.op_count == 4
+    assert added == [
+        "AddAveragePool2D",
+        "AddReshape",
+        "AddFullyConnected",
+        "tflm_ext::patch_stage::kOpName",
+    ]
+    assert '#include "tflm/patch_stage_op.h"' in patched.op_resolver.read_text()
+
+
+def test_kernel_sources_ship_only_with_the_custom_op(
+    plain: FirmwareBundle, patched: FirmwareBundle
+) -> None:
+    assert plain.kernel_files == () and not (plain.folder / "kernels").exists()
+    shipped = sorted(p.relative_to(patched.folder / "kernels") for p in patched.kernel_files)
+    on_disk = sorted(
+        p.relative_to(patched.folder / "kernels")
+        for p in (patched.folder / "kernels").rglob("*")
+        if p.is_file()
+    )
+    assert shipped == on_disk == list(firmware_kernel_files())
+    assert {str(p) for p in shipped} >= {"patch_stage.cc", "inner_ops.cc", "tflm/patch_stage_op.cc"}
+    assert not any(p.parts[0] == "host" for p in shipped)
+    for relative in shipped:
+        assert (patched.folder / "kernels" / relative).read_bytes() == (
+            KERNEL_SOURCE_DIR / relative
+        ).read_bytes()
+
+
+def test_every_project_include_resolves_inside_the_bundle(patched: FirmwareBundle) -> None:
+    roots = (patched.folder, patched.folder / "kernels")
+    for path in (*patched.kernel_files, patched.op_resolver, patched.model_source):
+        for header in re.findall(r'#include "([^"]+)"', path.read_text()):
+            if header.startswith("tensorflow/"):
+                continue  # from the TFLM tree
+            found = [r / header for r in (path.parent, *roots) if (r / header).is_file()]
+            assert found, f"{path.name} includes {header}, which the bundle does not hold"
+
+
+def test_readme_gives_the_measured_arena_and_the_sources(
+    patched: FirmwareBundle, patched_model: bytes
+) -> None:
+    measured = run_isolated(measure_arena, patched_model)
+    assert patched.arena.bisected_min == measured.bisected_min
+    readme = patched.readme.read_text()
+    assert f"**{measured.bisected_min} bytes**" in readme
+    assert f"kArenaSize = {measured.bisected_min};" in readme
+    for source in ("model_data.cc", "kernels/patch_stage.cc", "kernels/tflm/patch_stage_op.cc"):
+        assert f"`{source}`" in readme
+    assert "TFLM_EXT_PATCH_STAGE" in readme
+
+
+def test_plain_readme_mentions_no_kernels(plain: FirmwareBundle) -> None:
+    readme = plain.readme.read_text()
+    assert "kernels/" not in readme and "TFLM_EXT_PATCH_STAGE" not in readme
+    assert f"**{plain.arena.bisected_min} bytes**" in readme
+
+
+@needs_gxx
+def test_model_data_compiles(plain: FirmwareBundle, tmp_path: Path) -> None:
+    compile_cc("-c", plain.model_source, "-o", tmp_path / "model_data.o", cwd=plain.folder)
+
+
+@needs_gxx
+def test_shared_arithmetic_compiles_alone(patched: FirmwareBundle, tmp_path: Path) -> None:
+    kernels = patched.folder / "kernels"
+    for source in ("patch_stage.cc", "inner_ops.cc"):
+        compile_cc("-c", kernels / source, "-o", tmp_path / f"{source}.o", cwd=kernels)
+
+
+@needs_gxx
+def test_bundle_links_and_registers_exactly_its_ops_with_stand_ins(
+    patched: FirmwareBundle, tmp_path: Path
+) -> None:
+    program = _stand_in_program(patched, tmp_path, ["AddAveragePool2D", "AddReshape"])
+    run = subprocess.run([program], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stdout
+    expected = ["AddAveragePool2D", "AddReshape", "AddFullyConnected", OP_NAME]
+    assert run.stdout.split() == expected
+
+
+@needs_gxx
+def test_plain_resolver_compiles_with_stand_ins(plain: FirmwareBundle, tmp_path: Path) -> None:
+    program = _stand_in_program(plain, tmp_path, list(TINY_OPS.values()))
+    run = subprocess.run([program], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0 and run.stdout.split() == list(TINY_OPS.values())
+
+
+def _stand_in_program(bundle: FirmwareBundle, tmp_path: Path, methods: list[str]) -> Path:
+    """Compile main + every shipped .cc against the stand-ins (each Add method the stand-in
+    resolver knows is listed; AddFullyConnected always); return the program."""
+    known = sorted({*methods, "AddFullyConnected"})
+    for relative, text in STAND_INS.items():
+        header = tmp_path / "tflm" / relative
+        header.parent.mkdir(parents=True, exist_ok=True)
+        fill = {"methods": "\n  ".join(f"STAND_IN_ADD({m})" for m in known)}
+        header.write_text(text % fill if "%(methods)s" in text else text)
+    (tmp_path / "main.cc").write_text(REGISTER_ALL)
+    sources = [p for p in bundle.kernel_files if p.suffix == ".cc"]
+    program = tmp_path / "program"
+    includes = ["-I", tmp_path / "tflm", "-I", bundle.folder, "-I", bundle.folder / "kernels"]
+    compile_cc(*includes, tmp_path / "main.cc", *sources, "-o", program, cwd=tmp_path)
+    return program
+
+
+def _with_operator(model_bytes: bytes, index: int, opcode: int, custom: str | None) -> bytes:
+    model = model_editor.read(model_bytes)
+    operator = model.subgraphs[0].operators[index]
+    operator.opcode, operator.custom_code = opcode, custom
+    return bytes(model.build())
+
+
+def test_refuses_a_builtin_missing_from_the_table(tiny_int8_model: bytes, tmp_path: Path) -> None:
+    odd = _with_operator(tiny_int8_model, 3, schema.BuiltinOperator.RFFT2D, None)
+    with pytest.raises(TflmExtError, match=r"operator 3 of subgraph 0 is RFFT2D.*BUILTIN_ADD"):
+        export_firmware(odd, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_refuses_another_projects_custom_op(tiny_int8_model: bytes, tmp_path: Path) -> None:
+    odd = _with_operator(tiny_int8_model, 1, schema.BuiltinOperator.CUSTOM, "VENDOR_OP")
+    with pytest.raises(TflmExtError, match=r"custom op 'VENDOR_OP'.*not one of the project"):
+        export_firmware(odd, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_refuses_a_folder_that_is_not_empty(tiny_int8_model: bytes, tmp_path: Path) -> None:
+    (tmp_path / "stale.cc").write_text("// left by someone\n")
+    with pytest.raises(TflmExtError, match="not empty"):
+        export_firmware(tiny_int8_model, tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["stale.cc"]
+
+
+def test_refuses_a_name_that_is_no_c_identifier(tiny_int8_model: bytes, tmp_path: Path) -> None:
+    with pytest.raises(TflmExtError, match="not a C identifier"):
+        export_firmware(tiny_int8_model, tmp_path / "out", name="my-model")
