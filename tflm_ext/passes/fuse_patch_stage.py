@@ -16,7 +16,7 @@ from tflite_micro.tensorflow.lite.micro.compression import model_editor
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from tflm_ext.errors import TflmExtError
-from tflm_ext.passes import stage_ops
+from tflm_ext.passes import stage_boundary, stage_ops
 from tflm_ext.patch_op import MAX_OPS, OP_NAME, PatchStage, encode_options, tile_bounds
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,8 @@ def fuse_patch_stage(
     ops = _stage_ops(subgraph, first_op, last_op)
     for offset, op in enumerate(ops):
         stage_ops.check_supported(op, first_op + offset)
-    source = _stage_input(ops, first_op)
-    _check_nothing_escapes(subgraph, ops, first_op)
+    source = stage_boundary.stage_input(ops, first_op)
+    stage_boundary.check_nothing_escapes(subgraph, ops, first_op)
     stage, constants = _describe(ops, source, grid)
     custom = model_editor.Operator(
         opcode=schema.BuiltinOperator.CUSTOM,
@@ -49,48 +49,10 @@ def fuse_patch_stage(
 def _stage_ops(
     subgraph: model_editor.Subgraph, first_op: int, last_op: int
 ) -> list[model_editor.Operator]:
-    count = len(subgraph.operators)
-    if not 0 <= first_op <= last_op < count:
-        raise TflmExtError(f"stage {first_op}..{last_op} is not inside the {count} operators")
-    if last_op - first_op + 1 > MAX_OPS:
+    ops = stage_boundary.stage_operators(subgraph, first_op, last_op)
+    if len(ops) > MAX_OPS:
         raise TflmExtError(f"stage {first_op}..{last_op} holds more than {MAX_OPS} operators")
-    return subgraph.operators[first_op : last_op + 1]
-
-
-def _stage_input(ops: list[model_editor.Operator], first_op: int) -> model_editor.Tensor:
-    """The one activation the stage reads that no stage op writes."""
-    produced = {id(op.outputs[0]) for op in ops}
-    outside = {
-        id(t): t
-        for op in ops
-        for t in op.inputs
-        if t is not None and not stage_ops.is_constant(t) and id(t) not in produced
-    }
-    if len(outside) != 1:
-        names = sorted(str(t.name) for t in outside.values())
-        raise TflmExtError(
-            f"stage starting at operator {first_op} must read exactly one activation from "
-            f"outside, not {len(outside)}: {names}"
-        )
-    return next(iter(outside.values()))
-
-
-def _check_nothing_escapes(
-    subgraph: model_editor.Subgraph, ops: list[model_editor.Operator], first_op: int
-) -> None:
-    """Intermediates feed later stage ops only: the kernel keeps them as tile windows."""
-    inside = {id(op) for op in ops}
-    model_outputs = {id(t) for t in subgraph.outputs}
-    for offset, op in enumerate(ops[:-1]):
-        tensor = op.outputs[0]
-        readers = [o for o in subgraph.operators if any(t is tensor for t in o.inputs)]
-        if id(tensor) in model_outputs or any(id(o) not in inside for o in readers):
-            raise TflmExtError(
-                f"operator {first_op + offset}'s output {tensor.name!r} is used outside the "
-                f"stage; a stage must end at the only tensor that leaves it"
-            )
-        if not readers:
-            raise TflmExtError(f"operator {first_op + offset}'s output {tensor.name!r} is unused")
+    return ops
 
 
 def _describe(

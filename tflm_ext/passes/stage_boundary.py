@@ -1,7 +1,7 @@
 """Where a stage of operators meets the rest of the graph: its one input, its one output.
 
-Used by ``split_stage_builtin`` (and fit for ``fuse_patch_stage``, which keeps private copies
-of the same checks with the same messages): a stage computed tile by tile must read exactly
+Used by both stage passes, ``fuse_patch_stage`` and ``split_stage_builtin``, so the two
+modes accept the same stages with the same messages: a stage computed tile by tile must read exactly
 one activation from outside it, and only its last operator's output may leave it, because
 the tiles keep every other intermediate as a window that no one outside ever sees.
 """
