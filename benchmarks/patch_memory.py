@@ -1,15 +1,16 @@
 """Measure what patch-based inference saves: arena before and after, cost, and bit-exactness.
 
     python benchmarks/patch_memory.py [--models NAME ...] [--inputs N] [--tflite PATH ...]
-                                      [--cache DIR]
+                                      [--cache DIR] [--max-stages K]
 
 For each model (``benchmarks/models.py``: Keras MobileNetV2 0.35@96, 0.35@144, 1.0@224,
 MobileNetV1 0.25@96, the project's DS-CNN on 49x10 MFCCs and on 98x40 micro-frontend
 features; plus any ``--tflite`` file, e.g. a model the KWS pipeline trained): plan with the
-default ``PlannerSpec``, fuse the planned stages (last stage first, so the other stages'
-operator indices stay valid), run original and rewritten model on N random inputs on the
-wheel's interpreter and compare bit for bit, measure both arenas (bisected minimum, TFLM's
-head), and time both with ``run_batch`` (median invoke, each model in its own child).
+default ``PlannerSpec`` (``--max-stages`` changes its stage limit), fuse the planned stages
+(last stage first, so the other stages' operator indices stay valid), run original and
+rewritten model on N random inputs on the wheel's interpreter and compare bit for bit,
+measure both arenas (bisected minimum, TFLM's head), and time both with ``run_batch``
+(median invoke, each model in its own child).
 
 Two modes: "custom" fuses each stage into one TFLM_EXT_PATCH_STAGE op; "builtin" splits it
 into builtin ops, run only when ``rewrite_stage`` takes a ``mode`` keyword (else "n/a").
@@ -62,6 +63,7 @@ class ModeResult:
     after: ArenaMeasurement | None = None
     extra_macs: int = 0
     latency_ratio: float = float("nan")
+    op_count: int = 0
     error: str = ""
 
 
@@ -72,6 +74,7 @@ class ModelResult:
 
     name: str
     macs: int
+    op_count: int
     before: ArenaMeasurement
     latency_ms: float
     plan: PatchPlan | None = None
@@ -88,7 +91,7 @@ def main() -> int:
     results = []
     for name, load in _selected(args):
         model_start = time.perf_counter()
-        result = benchmark(name, load(), args.inputs)
+        result = benchmark(name, load(), args.inputs, PlannerSpec(max_stages=args.max_stages))
         result.seconds = time.perf_counter() - model_start
         print(f"{name}: done in {result.seconds:.1f} s", flush=True)
         results.append(result)
@@ -97,7 +100,10 @@ def main() -> int:
     print_notes(results)
     print_reasons(results)
     print_targets(results)
-    print(f"\ntotal runtime {time.perf_counter() - start:.1f} s ({args.inputs} inputs per model)")
+    print(
+        f"\ntotal runtime {time.perf_counter() - start:.1f} s ({args.inputs} inputs per model, "
+        f"planner max_stages {args.max_stages})"
+    )
     return 0
 
 
@@ -107,6 +113,9 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--inputs", type=int, default=8, help="random inputs per model")
     parser.add_argument("--tflite", nargs="+", type=Path, default=[], help="more int8 models")
     parser.add_argument("--cache", type=Path, help="keep built models here and reuse them")
+    parser.add_argument(
+        "--max-stages", type=int, default=PlannerSpec().max_stages, help="planner's stage limit"
+    )
     args = parser.parse_args()
     if args.inputs < 1:
         parser.error(f"--inputs {args.inputs} must be at least 1")
@@ -134,17 +143,19 @@ def _build(name: str, cache: Path | None) -> bytes:
     return model_bytes
 
 
-def benchmark(name: str, model_bytes: bytes, inputs: int) -> ModelResult:
+def benchmark(name: str, model_bytes: bytes, inputs: int, spec: PlannerSpec) -> ModelResult:
     """Plan, then for each mode rewrite, verify, measure and time against the original."""
     features = _features(model_bytes, inputs)
+    stats = graph_stats(model_bytes)
     result = ModelResult(
         name,
-        graph_stats(model_bytes).total_macs,
+        stats.total_macs,
+        len(stats.ops),
         run_isolated(measure_arena, model_bytes),
         _median_latency(model_bytes, features),
     )
     try:
-        result.plan = plan(model_bytes, PlannerSpec())
+        result.plan = plan(model_bytes, spec)
     except TflmExtError as e:
         result.reason = str(e)
         return result
@@ -165,13 +176,12 @@ def _run_mode(
     try:
         rewritten = rewrite_all(model_bytes, result.plan, mode)
         report = verify(model_bytes, rewritten, inputs=len(features))
-        extra = result.plan.extra_macs
-        if mode != "custom":
-            extra = graph_stats(rewritten).total_macs - result.macs
+        stats = graph_stats(rewritten)
+        extra = result.plan.extra_macs if mode == "custom" else stats.total_macs - result.macs
         ratio = _median_latency(rewritten, features) / result.latency_ms
     except TflmExtError as e:
         return ModeResult(mode, error=str(e).splitlines()[0])
-    return ModeResult(mode, report.identical, report.arena_after, extra, ratio)
+    return ModeResult(mode, report.identical, report.arena_after, extra, ratio, len(stats.ops))
 
 
 def rewrite_all(model_bytes: bytes, patch_plan: PatchPlan, mode: str) -> bytes:
@@ -204,7 +214,7 @@ def _median_latency(model_bytes: bytes, features: np.ndarray) -> float:
 def print_table(results: list[ModelResult]) -> None:
     """One row per model and mode: arena (minimum and head), bound, MACs, latency, exact."""
     header = (
-        "model", "mode", "stages", "arena min before -> after", "head before -> after",
+        "model", "mode", "stages", "ops", "arena min before -> after", "head before -> after",
         "bound", "head/bound", "extra MACs", "latency x", "bit-exact",
     )  # fmt: skip
     rows = [header]
@@ -221,7 +231,7 @@ def _rows(result: ModelResult) -> list[tuple[str, ...]]:
     before = result.before
     unpatched = f"{before.bisected_min:,}", f"{before.head:,}"
     if not result.modes:
-        return [(result.name, "none", "-", *unpatched, *("-",) * 5)]
+        return [(result.name, "none", "-", str(result.op_count), *unpatched, *("-",) * 5)]
     stages = ", ".join(
         f"{s.first_op}..{s.last_op}@{s.grid[0]}x{s.grid[1]}" for s in result.plan.stages
     )
@@ -230,12 +240,12 @@ def _rows(result: ModelResult) -> list[tuple[str, ...]]:
     for mode, outcome in result.modes.items():
         if isinstance(outcome, str) or outcome.error:
             status = "n/a" if isinstance(outcome, str) else "failed"
-            rows.append((result.name, mode, stages, *unpatched, bound, *("-",) * 3, status))
+            rows.append((result.name, mode, stages, "-", *unpatched, bound, *("-",) * 3, status))
             continue
         after, percent = outcome.after, 100 * outcome.extra_macs / max(result.macs, 1)
         rows.append(
             (
-                result.name, mode, stages,
+                result.name, mode, stages, f"{result.op_count} -> {outcome.op_count}",
                 f"{before.bisected_min:,} -> {after.bisected_min:,}",
                 f"{before.head:,} -> {after.head:,}",
                 bound,

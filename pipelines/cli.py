@@ -56,6 +56,16 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_profile_parser(sub)
     _add_patch_parser(sub)
+    export = sub.add_parser(
+        "export",
+        help="write a firmware folder for a .tflite",
+        description="Write the model as a C array, an op resolver listing exactly the ops it "
+        "needs, the patch-stage kernel sources when it uses them, and a README with the arena "
+        "to reserve (measured on TFLM).",
+    )
+    export.add_argument("model", help="an int8 .tflite (patched or not)")
+    export.add_argument("--output", required=True, help="an empty or new folder")
+    export.add_argument("--name", default="g_model", help="C name of the model array")
     sub.add_parser(
         "rules",
         help="print the release gate's rules",
@@ -106,7 +116,7 @@ def _add_patch_parser(sub) -> None:
         metavar="FRACTION",
         help="budget of recomputed MACs from overlapping tiles (default 0.2)",
     )
-    patch.add_argument("--max-stages", type=int, default=2, help="disjoint stages (default 2)")
+    patch.add_argument("--max-stages", type=int, default=3, help="disjoint stages (default 3)")
     patch.add_argument(
         "--verify-inputs",
         type=int,
@@ -262,6 +272,22 @@ def _patch(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace, extra: list[str]) -> int:
+    from pathlib import Path
+
+    from tflm_ext.firmware_export import export_firmware
+
+    model = Path(args.model)
+    _require_file(model)
+    bundle = export_firmware(model.read_bytes(), Path(args.output), args.name)
+    ops = ", ".join([*bundle.builtin_ops, *bundle.custom_ops])
+    print(
+        f"wrote {bundle.folder}: {bundle.op_count} ops ({ops}); reserve an arena of "
+        f"{bundle.arena.bisected_min:,} B; {len(bundle.kernel_files)} kernel source files"
+    )
+    return 0
+
+
 def _plan_text(plan) -> str:
     rows = ["| chosen | ops | grid | peak B | extra MACs |", "| --- | --- | --- | ---: | ---: |"]
     for chosen, stage in [(True, s) for s in plan.stages] + [(False, s) for s in plan.alternatives]:
@@ -289,6 +315,7 @@ _COMMANDS = {
     "validate": _validate,
     "profile": _profile,
     "patch": _patch,
+    "export": _export,
     "rules": _rules,
 }
 

@@ -7,6 +7,7 @@ pipelines, Beam or MLflow. Never imports TensorFlow.
 from tflm_ext.arena import ArenaMeasurement, measure_arena
 from tflm_ext.c_array import write_c_array
 from tflm_ext.errors import TflmExtError
+from tflm_ext.firmware_export import FirmwareBundle, export_firmware
 from tflm_ext.graph_stats import GraphStats, OpStats, graph_stats
 from tflm_ext.inference import BatchResult, TensorDetails, input_details, run_batch
 from tflm_ext.interpreter import OpRegisterer, make_interpreter
@@ -18,6 +19,7 @@ from tflm_ext.rewrite import VerifyReport, rewrite_stage, verify
 __all__ = [
     "ArenaMeasurement",
     "BatchResult",
+    "FirmwareBundle",
     "GraphStats",
     "MemoryProfile",
     "OpMemory",
@@ -29,6 +31,7 @@ __all__ = [
     "OpStats",
     "TensorDetails",
     "TflmExtError",
+    "export_firmware",
     "graph_stats",
     "input_details",
     "make_interpreter",

@@ -49,7 +49,7 @@ class PlannerSpec:
 
     max_extra_mac_fraction: float = 0.2
     grids: tuple[int, ...] = (2, 3, 4, 5, 6, 8)
-    max_stages: int = 2
+    max_stages: int = 3
 
     def __post_init__(self) -> None:
         if self.max_extra_mac_fraction < 0:

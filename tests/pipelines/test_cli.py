@@ -79,3 +79,15 @@ def test_patch_refuses_a_missing_model(tmp_path, capsys):
     missing = tmp_path / "none.tflite"
     assert cli.main(["patch", str(missing), "--output", str(tmp_path / "o")]) == cli.EXIT_ERROR
     assert "none.tflite: model file not found" in capsys.readouterr().err
+
+
+def test_export_writes_a_firmware_folder(inverted_residual_int8_model, tmp_path, capsys):
+    model, patched = tmp_path / "ir.tflite", tmp_path / "ir_patched.tflite"
+    model.write_bytes(inverted_residual_int8_model)
+    assert cli.main(["patch", str(model), "--output", str(patched), "--verify-inputs", "2"]) == 0
+    assert cli.main(["export", str(patched), "--output", str(tmp_path / "fw")]) == 0
+    out = capsys.readouterr().out
+    assert "TFLM_EXT_PATCH_STAGE" in out and "reserve an arena of" in out
+    files = {p.name for p in (tmp_path / "fw").rglob("*")}
+    assert {"model_data.cc", "model_data.h", "op_resolver.h", "README.md"} <= files
+    assert "patch_stage_op.cc" in files
