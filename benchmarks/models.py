@@ -46,20 +46,11 @@ def ds_cnn(input_shape: tuple[int, int] = (49, 10), num_classes: int = 12) -> by
 
 def convert_int8(model, input_shape: tuple[int, ...]) -> bytes:
     """Full-integer int8 conversion (int8 input and output), calibrated on uniform noise."""
-    import tensorflow as tf
+    from components.quantize import convert_int8 as convert
 
-    def representative_data():
-        rng = np.random.default_rng(0)
-        for _ in range(_CALIBRATION_EXAMPLES):
-            yield [rng.uniform(-1.0, 1.0, (1, *input_shape)).astype(np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_data
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return bytes(converter.convert())
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(-1.0, 1.0, (_CALIBRATION_EXAMPLES, *input_shape)).astype(np.float32)
+    return convert(model, noise)
 
 
 def _keras():

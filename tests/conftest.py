@@ -13,21 +13,11 @@ import pytest
 
 
 def _convert_int8(model, input_shape: tuple[int, ...]) -> bytes:
-    """Full-integer quantization with int8 input and output, calibrated on uniform noise."""
-    import tensorflow as tf
+    """Full-integer int8 conversion, calibrated on uniform noise."""
+    from components.quantize import convert_int8
 
-    def representative_data():
-        rng = np.random.default_rng(0)
-        for _ in range(16):
-            yield [rng.uniform(-1.0, 1.0, (1, *input_shape)).astype(np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_data
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return bytes(converter.convert())
+    noise = np.random.default_rng(0).uniform(-1.0, 1.0, (16, *input_shape)).astype(np.float32)
+    return convert_int8(model, noise)
 
 
 def _keras():

@@ -11,21 +11,11 @@ import pytest
 import tflm_ext
 from components import feature_records, patch
 from components.artifacts import QuantizedModel
+from components.quantize import convert_int8
 from tests.components.conftest import LABELS, write_feature_set
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the custom op needs g++")
 SHAPE = (48, 40)
-
-
-def convert(model, x) -> bytes:
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([row[None, ..., None]] for row in x[:32])
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = tf.int8
-    return converter.convert()
 
 
 def quantized_model(root, name: str, layers, features) -> QuantizedModel:
@@ -39,7 +29,7 @@ def quantized_model(root, name: str, layers, features) -> QuantizedModel:
         h = layer(h)
     model = keras.Model(inputs, keras.layers.Dense(len(LABELS))(h))
     path = root / f"{name}.tflite"
-    path.write_bytes(convert(model, x))
+    path.write_bytes(convert_int8(model, x[:32, ..., None]))
     return QuantizedModel(path=path, labels=LABELS, input_shape=SHAPE, frontend="mfcc")
 
 

@@ -23,6 +23,7 @@ from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
 from components import audio, features, tflm_flavor
 from components.errors import ComponentError
+from components.quantize import convert_int8
 from tflm_ext.inference import run_batch
 
 LABELS = ("yes", "no", "_unknown_")
@@ -39,7 +40,6 @@ def noise_clips(count: int, seed: int = 0) -> np.ndarray:
 def make_tiny_kws_tflite(path: Path, classes: int = len(LABELS)) -> Path:
     """A 3-class int8 CNN on (49, 10, 1) MFCCs, int8 in and out, as the quantize stage makes."""
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input(shape=(*features.feature_shape(FRONTEND), 1))
@@ -49,17 +49,7 @@ def make_tiny_kws_tflite(path: Path, classes: int = len(LABELS)) -> Path:
     model = keras.Model(inputs, outputs)
     calibration = features.compute_batch(FRONTEND, noise_clips(16, seed=1))[..., None]
 
-    def representative() -> Iterator[list[np.ndarray]]:
-        for example in calibration:
-            yield [example[None]]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    path.write_bytes(converter.convert())
+    path.write_bytes(convert_int8(model, calibration))
     return path
 
 

@@ -25,19 +25,11 @@ pytestmark = pytest.mark.skipif(
 
 
 def _convert(model, shape: tuple[int, ...]) -> bytes:
-    import tensorflow as tf
+    from components.quantize import convert_int8
 
-    def representative():
-        rng = np.random.default_rng(0)
-        for _ in range(16):
-            yield [rng.uniform(-1, 1, (1, *shape)).astype(np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = converter.inference_output_type = tf.int8
-    return bytes(converter.convert())
+    return convert_int8(
+        model, np.random.default_rng(0).uniform(-1, 1, (16, *shape)).astype(np.float32)
+    )
 
 
 def _keras():
