@@ -51,6 +51,7 @@ def run(spec: PatchSpec, quantized: QuantizedModel, features: FeatureSet, out_di
     """Plan, rewrite and verify; ``patched`` is None when the model stays as it is."""
     import tflm_ext
     from components import feature_records
+    from tflm_ext.errors import NothingPatchableError
     from tflm_ext.inference import input_details, quantize
     from tflm_ext.patching import patch_model
 
@@ -62,10 +63,10 @@ def run(spec: PatchSpec, quantized: QuantizedModel, features: FeatureSet, out_di
     planner = tflm_ext.PlannerSpec(spec.max_extra_mac_fraction, spec.grids, spec.max_stages)
     try:
         outcome = patch_model(model_bytes, planner, mode=spec.mode, inputs=examples)
+    except NothingPatchableError as e:
+        log.info("%s stays unpatched: %s", quantized.path, e)
+        return PatchResult(patched=None, reason=str(e))
     except tflm_ext.TflmExtError as e:
-        if "nothing patchable" in str(e):
-            log.info("%s stays unpatched: %s", quantized.path, e)
-            return PatchResult(patched=None, reason=str(e))
         raise ComponentError(f"patching {quantized.path} failed: {e}") from e
     return _result(outcome, quantized, out_dir)
 

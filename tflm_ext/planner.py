@@ -32,7 +32,7 @@ from tflm_ext import memory_profile as mp
 from tflm_ext import receptive_field as rf
 from tflm_ext import stage_rules
 from tflm_ext.arena import ArenaMeasurement
-from tflm_ext.errors import TflmExtError
+from tflm_ext.errors import NothingPatchableError, TflmExtError
 from tflm_ext.graph_stats import graph_stats
 from tflm_ext.model_graph import ModelGraph, read_graph
 
@@ -136,7 +136,7 @@ def plan(model_bytes: bytes, spec: PlannerSpec) -> PatchPlan:
     )
     leading, why = stage_rules.stage_ends(graph, search.problems, 0)
     if not leading:
-        raise TflmExtError(f"model has nothing patchable: {why}")
+        raise NothingPatchableError(f"model has nothing patchable: {why}")
     chosen, why_not = _best_plan(search)
     return _result(search, chosen, why_not)
 

@@ -12,7 +12,7 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
 
 from tflm_ext import memory_profile, stage_rules
 from tflm_ext.arena import ArenaMeasurement
-from tflm_ext.errors import TflmExtError
+from tflm_ext.errors import NothingPatchableError, TflmExtError
 from tflm_ext.graph_stats import graph_stats
 from tflm_ext.model_graph import read_graph
 from tflm_ext.planner import (
@@ -112,9 +112,11 @@ def test_a_peak_no_stage_can_lower_keeps_the_model(tiny_int8_model: bytes) -> No
 
 
 def test_models_without_a_leading_stage_are_refused(prepare_bound_int8_model: bytes) -> None:
-    with pytest.raises(TflmExtError, match="nothing patchable: .*downsampling layer"):
+    with pytest.raises(NothingPatchableError, match="nothing patchable: .*downsampling layer"):
         plan(prepare_bound_int8_model, PlannerSpec())
-    with pytest.raises(TflmExtError, match=r"nothing patchable: operator 0 \(MAX_POOL_2D\)"):
+    with pytest.raises(
+        NothingPatchableError, match=r"nothing patchable: operator 0 \(MAX_POOL_2D\)"
+    ):
         plan(_pool_first_model(), PlannerSpec())
 
 
