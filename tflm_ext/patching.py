@@ -9,7 +9,7 @@ arena is not smaller is dropped with the reason (``PatchOutcome.model_bytes`` is
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -47,9 +47,24 @@ def patch_model(
 ) -> PatchOutcome:
     """Plan, rewrite (last stage first, so earlier op indices stay valid) and verify.
 
-    Raises TflmExtError when the model has nothing patchable or the rewrite is not
-    bit-exact; returns an outcome without a model when patching would not lower the arena.
+    In builtin mode a plan that does not shrink the arena is retried with one stage on
+    coarse grids: the planner models the custom op, and every tile the builtin split adds
+    costs persistent arena it does not see, so fine grids can lose what the head gains.
+
+    Raises NothingPatchableError when the model has nothing patchable and TflmExtError
+    when a rewrite is not bit-exact; returns an outcome without a model when patching
+    would not lower the measured arena.
     """
+    outcome = _attempt(model_bytes, spec, mode, inputs, seed)
+    coarse = replace(spec, grids=tuple(g for g in spec.grids if g <= 3) or (2,), max_stages=1)
+    if mode == "builtin" and not outcome.applied and coarse != spec:
+        log.info("builtin split did not shrink the arena; retrying with %s", coarse)
+        retry = _attempt(model_bytes, coarse, mode, inputs, seed)
+        outcome = retry if retry.applied else outcome
+    return outcome
+
+
+def _attempt(model_bytes: bytes, spec: PlannerSpec, mode: Mode, inputs, seed: int):
     chosen = plan(model_bytes, spec)
     if not chosen.stages:
         log.info("not patched: %s", chosen.reason)
