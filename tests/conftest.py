@@ -6,26 +6,9 @@ pay for it.
 
 from __future__ import annotations
 
-import os
-
-import numpy as np
 import pytest
 
-
-def _convert_int8(model, input_shape: tuple[int, ...]) -> bytes:
-    """Full-integer int8 conversion, calibrated on uniform noise."""
-    from components.quantize import convert_int8
-
-    noise = np.random.default_rng(0).uniform(-1.0, 1.0, (16, *input_shape)).astype(np.float32)
-    return convert_int8(model, noise)
-
-
-def _keras():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
-
-    keras.utils.set_random_seed(0)
-    return keras
+from tests.int8_models import convert_on_noise, seeded_keras
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +20,7 @@ def tiny_int8_model() -> bytes:
     share their buffer). Hand-computed: MACs 2304 + 2304 + 2048 + 0 + 24 = 6680; weight
     bytes 36+16 + 36+16 + 32+32 + 24+12 = 204; activations 256+256+256+512+8+3 = 1291.
     """
-    keras = _keras()
+    keras = seeded_keras()
     layers, bias = keras.layers, "random_normal"
     inputs = keras.Input((16, 16, 1), batch_size=1)
     x = layers.Conv2D(4, 3, strides=2, padding="same", activation="relu", bias_initializer=bias)(
@@ -48,7 +31,7 @@ def tiny_int8_model() -> bytes:
     x = layers.AveragePooling2D(8)(x)
     x = layers.Flatten()(x)
     outputs = layers.Dense(3, bias_initializer=bias)(x)
-    return _convert_int8(keras.Model(inputs, outputs), (16, 16, 1))
+    return convert_on_noise(keras.Model(inputs, outputs), (16, 16, 1))
 
 
 @pytest.fixture(scope="session")
@@ -56,14 +39,14 @@ def prepare_bound_int8_model() -> bytes:
     """7x7x3 -> CONV_2D(5, 3x3) -> DEPTHWISE_CONV_2D -> FULLY_CONNECTED(5): activations so
     small that the kernels' prepare-time temporaries, not the activation plan, set the
     smallest arena (TFLM's recorded total then underestimates it)."""
-    keras = _keras()
+    keras = seeded_keras()
     layers = keras.layers
     inputs = keras.Input((7, 7, 3), batch_size=1)
     x = layers.Conv2D(5, 3, activation="relu")(inputs)
     x = layers.DepthwiseConv2D(3, padding="same")(x)
     x = layers.Flatten()(x)
     outputs = layers.Dense(5)(x)
-    return _convert_int8(keras.Model(inputs, outputs), (7, 7, 3))
+    return convert_on_noise(keras.Model(inputs, outputs), (7, 7, 3))
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +59,7 @@ def inverted_residual_int8_model() -> bytes:
     Live activations per operator (16 B aligned): 5120, 8192, 14336 (the depthwise's 16x16x24
     input and output, plus the 16x16x8 skip), 10240, 6144, 8192, 7680, 2560, ...
     """
-    keras = _keras()
+    keras = seeded_keras()
     layers, bias = keras.layers, "random_normal"
     inputs = keras.Input((32, 32, 3), batch_size=1)
     x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu6", bias_initializer=bias)(
@@ -94,7 +77,7 @@ def inverted_residual_int8_model() -> bytes:
     x = layers.Conv2D(16, 1, bias_initializer=bias)(x)
     x = layers.GlobalAveragePooling2D()(x)
     outputs = layers.Dense(4, bias_initializer=bias)(x)
-    return _convert_int8(keras.Model(inputs, outputs), (32, 32, 3))
+    return convert_on_noise(keras.Model(inputs, outputs), (32, 32, 3))
 
 
 @pytest.fixture(scope="session")
@@ -103,7 +86,7 @@ def two_peak_int8_model() -> bytes:
     AVERAGE_POOL_2D(2) -> CONV_2D(96, 1x1) -> DEPTHWISE(3x3, s2) -> CONV_2D(16, 1x1) ->
     RESHAPE -> FULLY_CONNECTED(4): two memory peaks (18,432 B at the first depthwise, 17,280 B
     at the second) separated by a pool no patch stage runs, so one stage cannot cover both."""
-    keras = _keras()
+    keras = seeded_keras()
     layers, bias = keras.layers, "random_normal"
     inputs = keras.Input((48, 48, 3), batch_size=1)
     x = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu6", bias_initializer=bias)(
@@ -119,17 +102,17 @@ def two_peak_int8_model() -> bytes:
     x = layers.Conv2D(16, 1, bias_initializer=bias)(x)
     x = layers.Flatten()(x)
     outputs = layers.Dense(4, bias_initializer=bias)(x)
-    return _convert_int8(keras.Model(inputs, outputs), (48, 48, 3))
+    return convert_on_noise(keras.Model(inputs, outputs), (48, 48, 3))
 
 
 @pytest.fixture(scope="session")
 def mean_peak_int8_model() -> bytes:
     """8x8x4 -> CONV_2D(256, 1x1) -> MEAN (global average pool) -> FULLY_CONNECTED(3): the
     MEAN's input, output and int32 scratch set the arena's peak."""
-    keras = _keras()
+    keras = seeded_keras()
     layers = keras.layers
     inputs = keras.Input((8, 8, 4), batch_size=1)
     x = layers.Conv2D(256, 1)(inputs)
     x = layers.GlobalAveragePooling2D()(x)
     outputs = layers.Dense(3)(x)
-    return _convert_int8(keras.Model(inputs, outputs), (8, 8, 4))
+    return convert_on_noise(keras.Model(inputs, outputs), (8, 8, 4))

@@ -142,6 +142,13 @@ def run_and_measure(
     model_bytes: bytes, examples: list[np.ndarray]
 ) -> tuple[list[np.ndarray], ArenaMeasurement]:
     """Child-side: every output for every example, then the arena. Module-level to pickle."""
+    return run_outputs(model_bytes, examples), measure_arena(model_bytes)
+
+
+def run_outputs(model_bytes: bytes, examples: list[np.ndarray]) -> list[np.ndarray]:
+    """One (N, *shape) array per model output, from invoking each of the N examples
+    (``examples`` holds one (N, *shape) array per model input). Builds an interpreter in
+    this process: call it through ``run_isolated`` for models not yet vetted."""
     interpreter = make_interpreter(model_bytes)
     count = schema.Model.GetRootAs(model_bytes, 0).Subgraphs(0).OutputsLength()
     outputs: list[list[np.ndarray]] = [[] for _ in range(count)]
@@ -151,7 +158,7 @@ def run_and_measure(
         interpreter.invoke()
         for i in range(count):
             outputs[i].append(np.array(interpreter.get_output(i), copy=True))
-    return [np.stack(o) for o in outputs], measure_arena(model_bytes)
+    return [np.stack(o) for o in outputs]
 
 
 def first_mismatch(before: list[np.ndarray], after: list[np.ndarray]) -> str | None:

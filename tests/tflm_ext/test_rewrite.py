@@ -6,13 +6,13 @@ child processes, the patch op registered by make_interpreter's defaults).
 
 from __future__ import annotations
 
-import os
 import struct
 
 import numpy as np
 import pytest
 from tflite_micro.tensorflow.lite.micro.compression import model_editor
 
+from tests.int8_models import convert_on_noise, seeded_keras
 from tflm_ext.errors import TflmExtError
 from tflm_ext.passes.remove_dead_tensors import dead_tensors
 from tflm_ext.passes.remove_unused_buffers import unused_buffers
@@ -24,27 +24,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _convert(model, shape: tuple[int, ...]) -> bytes:
-    from components.quantize import convert_int8
-
-    return convert_int8(
-        model, np.random.default_rng(0).uniform(-1, 1, (16, *shape)).astype(np.float32)
-    )
-
-
-def _keras():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
-
-    keras.utils.set_random_seed(0)
-    return keras
-
-
 @pytest.fixture(scope="module")
 def cnn() -> bytes:
     """32x32x3 -> conv3x3 s2 relu6 -> dw3x3 relu -> conv1x1 -> dw3x3 s2 relu6 -> conv1x1 relu
     -> global pool -> dense: ops 0-4 are the stage candidates, 5 is MEAN."""
-    keras = _keras()
+    keras = seeded_keras()
     layers, bias = keras.layers, "random_normal"
     inputs = keras.Input((32, 32, 3), batch_size=1)
     x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu6", bias_initializer=bias)(
@@ -58,7 +42,7 @@ def cnn() -> bytes:
     x = layers.Conv2D(16, 1, activation="relu", bias_initializer=bias)(x)
     x = layers.GlobalAveragePooling2D()(x)
     outputs = layers.Dense(4, bias_initializer=bias)(x)
-    return _convert(keras.Model(inputs, outputs), (32, 32, 3))
+    return convert_on_noise(keras.Model(inputs, outputs), (32, 32, 3))
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +50,7 @@ def residual_cnn() -> bytes:
     """An asymmetric ZeroPadding2D (stays a PAD op) and an inverted-residual block:
     24x24x4 -> pad -> conv3x3 valid s2 relu6 -> [conv1x1 x3 relu6 -> dw3x3 relu6 -> conv1x1]
     + skip -> dense."""
-    keras = _keras()
+    keras = seeded_keras()
     layers, bias = keras.layers, "random_normal"
     inputs = keras.Input((24, 24, 4), batch_size=1)
     x = layers.ZeroPadding2D(((2, 1), (1, 2)))(inputs)
@@ -77,7 +61,7 @@ def residual_cnn() -> bytes:
     x = layers.Add()([x, y])
     x = layers.Flatten()(x)
     outputs = layers.Dense(3, bias_initializer=bias)(x)
-    return _convert(keras.Model(inputs, outputs), (24, 24, 4))
+    return convert_on_noise(keras.Model(inputs, outputs), (24, 24, 4))
 
 
 def _ops(model_bytes: bytes) -> list[str]:
@@ -219,11 +203,11 @@ def test_first_mismatch_names_output_example_and_element() -> None:
 def test_mobilenet_v2_first_stage(size: int) -> None:
     """MobileNetV2 alpha 0.35, random weights, no softmax (TFLM aborts on its degenerate
     scale): the stage up to the first stride-2 block's output, ops 0-5 -> 24x24x8 at 96."""
-    keras = _keras()
+    keras = seeded_keras()
     network = keras.applications.MobileNetV2(
         input_shape=(size, size, 3), alpha=0.35, weights=None, classifier_activation=None
     )
-    model = _convert(network, (size, size, 3))
+    model = convert_on_noise(network, (size, size, 3))
     assert _ops(model)[:6] == [
         "CONV_2D",
         "DEPTHWISE_CONV_2D",
@@ -315,11 +299,11 @@ def test_mobilenet_v2_first_stage_in_builtin_mode() -> None:
     Measured on the benchmarks/models.py build: the arena fell from 217,992 B to 167,304 B
     (custom op: 138,752 B); the head falls almost as far as with the custom op, but the 79
     added operators grow the tail (their per-operator structs and per-channel arrays)."""
-    keras = _keras()
+    keras = seeded_keras()
     network = keras.applications.MobileNetV2(
         input_shape=(96, 96, 3), alpha=0.35, weights=None, classifier_activation=None
     )
-    model = _convert(network, (96, 96, 3))
+    model = convert_on_noise(network, (96, 96, 3))
 
     rewritten = rewrite_stage(model, 0, 5, (3, 3), mode="builtin")
     report = verify(model, rewritten, inputs=4)

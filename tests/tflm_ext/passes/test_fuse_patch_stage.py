@@ -15,11 +15,10 @@ from tflite_micro.tensorflow.lite.micro.compression import model_editor as me
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from tflm_ext.errors import TflmExtError
-from tflm_ext.interpreter import make_interpreter
 from tflm_ext.isolation import run_isolated
 from tflm_ext.passes import fuse_patch_stage
 from tflm_ext.patch_op import OP_NAME, OpKind, decode_options
-from tflm_ext.rewrite import example_inputs, first_mismatch, rewrite_stage
+from tflm_ext.rewrite import example_inputs, first_mismatch, rewrite_stage, run_outputs
 
 OPS, OPTIONS, INT8, INT32 = (
     schema.BuiltinOperator,
@@ -190,15 +189,7 @@ def _mismatches(pairs: list[tuple[bytes, bytes]], count: int) -> list[str | None
     found = []
     for original, rewritten in pairs:
         examples = example_inputs(original, count, seed=len(found))
-        outputs = []
-        for model in (original, rewritten):
-            interpreter = make_interpreter(model)
-            results = []
-            for example in examples[0]:
-                interpreter.set_input(example, 0)
-                interpreter.invoke()
-                results.append(np.array(interpreter.get_output(0), copy=True))
-            outputs.append([np.stack(results)])
+        outputs = [run_outputs(model, examples) for model in (original, rewritten)]
         found.append(first_mismatch(*outputs))
     return found
 

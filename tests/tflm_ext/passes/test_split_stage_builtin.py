@@ -6,7 +6,6 @@ with the wheel's model editor (``test_fuse_patch_stage.Graph``): no TensorFlow, 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from tflite_micro.tensorflow.lite.micro.compression import model_editor as me
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
@@ -15,13 +14,12 @@ from tests.tflm_ext.passes.test_fuse_patch_stage import CASES, RELU6, VALID, Gra
 from tflm_ext import receptive_field as rf
 from tflm_ext.arena import measure_arena
 from tflm_ext.errors import TflmExtError
-from tflm_ext.interpreter import make_interpreter
 from tflm_ext.isolation import run_isolated
 from tflm_ext.memory_profile import profile
 from tflm_ext.passes import fuse_patch_stage
 from tflm_ext.passes.split_stage_builtin import split_stage_into_tiles
 from tflm_ext.patch_op import decode_options
-from tflm_ext.rewrite import example_inputs, first_mismatch, rewrite_stage
+from tflm_ext.rewrite import example_inputs, first_mismatch, rewrite_stage, run_outputs
 
 OPS = schema.BuiltinOperator
 BUILTINS = {"STRIDED_SLICE", "PAD", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "CONCATENATION"}
@@ -63,15 +61,7 @@ def _compare(pairs: list[tuple[bytes, bytes]], count: int) -> list[tuple[str | N
     found = []
     for original, rewritten in pairs:
         examples = example_inputs(original, count, seed=len(found))
-        outputs = []
-        for model in (original, rewritten):
-            interpreter = make_interpreter(model)
-            results = []
-            for example in examples[0]:
-                interpreter.set_input(example, 0)
-                interpreter.invoke()
-                results.append(np.array(interpreter.get_output(0), copy=True))
-            outputs.append([np.stack(results)])
+        outputs = [run_outputs(model, examples) for model in (original, rewritten)]
         found.append((first_mismatch(*outputs), measure_arena(rewritten).head))
     return found
 
