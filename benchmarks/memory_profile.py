@@ -88,7 +88,10 @@ def _plan(model_bytes: bytes, args) -> None:
         "TFLM plan before / after": (patch_plan.original_head, patch_plan.planned_head),
     }
     rows += [(name, f"{a:,} / {b:,} B") for name, (a, b) in before_after.items()]
-    rows += [("lower bound", f"{patch_plan.lower_bound:,} B"), ("reason", patch_plan.reason)]
+    rows += [
+        ("split floor (1-pixel tiles)", f"{patch_plan.split_floor:,} B"),
+        ("reason", patch_plan.reason),
+    ]
     rows += [
         (f"alternative {a.first_op}..{a.last_op}", _describe_stage(a))
         for a in patch_plan.alternatives

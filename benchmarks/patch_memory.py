@@ -16,8 +16,10 @@ Two modes: "custom" fuses each stage into one TFLM_EXT_PATCH_STAGE op; "builtin"
 into builtin ops, run only when ``rewrite_stage`` takes a ``mode`` keyword (else "n/a").
 Extra MACs: the plan's recomputed overlaps in custom mode (the custom op counts no MACs in
 ``graph_stats``); counted from the rewritten graph in builtin mode. The bound is the plan's
-``lower_bound`` (every stage at one output pixel per tile). A model the planner cannot or
-will not patch is reported with the planner's reason. The targets are printed at the end.
+analytic bound (``planned_peak``: the larger of each stage's working set on its grid and the
+peak of the rest); the floor is the split's ``split_floor`` (every stage at one output pixel
+per tile, what no grid can beat). A model the planner cannot or will not patch is reported
+with the planner's reason. The targets are printed at the end.
 """
 
 from __future__ import annotations
@@ -215,7 +217,7 @@ def print_table(results: list[ModelResult]) -> None:
     """One row per model and mode: arena (minimum and head), bound, MACs, latency, exact."""
     header = (
         "model", "mode", "stages", "ops", "arena min before -> after", "head before -> after",
-        "bound", "head/bound", "extra MACs", "latency x", "bit-exact",
+        "bound", "head/bound", "floor", "head/floor", "extra MACs", "latency x", "bit-exact",
     )  # fmt: skip
     rows = [header]
     for result in results:
@@ -231,16 +233,19 @@ def _rows(result: ModelResult) -> list[tuple[str, ...]]:
     before = result.before
     unpatched = f"{before.bisected_min:,}", f"{before.head:,}"
     if not result.modes:
-        return [(result.name, "none", "-", str(result.op_count), *unpatched, *("-",) * 5)]
+        return [(result.name, "none", "-", str(result.op_count), *unpatched, *("-",) * 7)]
     stages = ", ".join(
         f"{s.first_op}..{s.last_op}@{s.grid[0]}x{s.grid[1]}" for s in result.plan.stages
     )
-    bound = f"{result.plan.lower_bound:,}"
+    plan = result.plan
+    bounds = f"{plan.planned_peak:,}", f"{plan.split_floor:,}"
     rows = []
     for mode, outcome in result.modes.items():
         if isinstance(outcome, str) or outcome.error:
             status = "n/a" if isinstance(outcome, str) else "failed"
-            rows.append((result.name, mode, stages, "-", *unpatched, bound, *("-",) * 3, status))
+            dashes = ("-",) * 3
+            rows.append((result.name, mode, stages, "-", *unpatched, bounds[0], "-", bounds[1],
+                         *dashes, status))  # fmt: skip
             continue
         after, percent = outcome.after, 100 * outcome.extra_macs / max(result.macs, 1)
         rows.append(
@@ -248,8 +253,10 @@ def _rows(result: ModelResult) -> list[tuple[str, ...]]:
                 result.name, mode, stages, f"{result.op_count} -> {outcome.op_count}",
                 f"{before.bisected_min:,} -> {after.bisected_min:,}",
                 f"{before.head:,} -> {after.head:,}",
-                bound,
-                f"{after.head / max(result.plan.lower_bound, 1):.3f}",
+                bounds[0],
+                f"{after.head / max(plan.planned_peak, 1):.3f}",
+                bounds[1],
+                f"{after.head / max(plan.split_floor, 1):.3f}",
                 f"{outcome.extra_macs:,} ({percent:.1f}%)",
                 f"{outcome.latency_ratio:.2f}",
                 "yes" if outcome.identical else "NO",
@@ -307,8 +314,8 @@ def _verdict(checks: list[bool]) -> str:
 def _bound_target(results: list[ModelResult]) -> tuple[str, str, str]:
     name = f"custom-op head within {BOUND_SLACK - 1:.0%} of the analytic bound"
     pairs = [(r, _ran(r)) for r in results if _ran(r)]
-    checks = [m.after.head <= BOUND_SLACK * r.plan.lower_bound for r, m in pairs]
-    detail = ", ".join(f"{r.name} {m.after.head:,} / {r.plan.lower_bound:,} B" for r, m in pairs)
+    checks = [m.after.head <= BOUND_SLACK * r.plan.planned_peak for r, m in pairs]
+    detail = ", ".join(f"{r.name} {m.after.head:,} / {r.plan.planned_peak:,} B" for r, m in pairs)
     return name, _verdict(checks), detail or "no model was patched"
 
 

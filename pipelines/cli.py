@@ -297,8 +297,9 @@ def _plan_text(plan) -> str:
             f"{stage.peak_bytes:,} | {stage.extra_macs:,} |"
         )
     rows.append(
-        f"\npeak {plan.original_peak:,} B -> {plan.planned_peak:,} B (lower bound "
-        f"{plan.lower_bound:,} B), extra MACs {plan.extra_macs:,}; {plan.reason}"
+        f"\npeak {plan.original_peak:,} B -> analytic bound {plan.planned_peak:,} B (this "
+        f"split's floor on 1-pixel tiles {plan.split_floor:,} B), extra MACs "
+        f"{plan.extra_macs:,}; {plan.reason}"
     )
     return "\n".join(rows)
 

@@ -18,8 +18,11 @@ is the largest of these. The search is exact over that model:
 Stages may start anywhere; the model is refused ("nothing patchable") only when no valid
 stage can start at operator 0, which is where MCUNetV2's per-patch stage sits.
 
-The lower bound of a plan is its peak with every chosen stage at the finest grid (one output
-pixel per tile): the larger of the stages' smallest working sets and the peak of the rest.
+The analytic bound of a plan is its live peak (``planned_peak``): the larger of each stage's
+working set on its grid (plus tensors alive across it) and the peak of the rest of the
+network. TFLM's measured head can only exceed it through fragmentation. The floor of a split
+(``split_floor``) is the same peak with every chosen stage at the finest grid, one output
+pixel per tile: what no grid of those stages can beat.
 """
 
 from __future__ import annotations
@@ -77,14 +80,15 @@ class StagePlan:
 @dataclass(frozen=True)
 class PatchPlan:
     """The stages to fuse, in operator order (empty: keep the model as it is, ``reason``
-    says why); live peaks before and after; the plan's lower bound; its extra MACs; other
-    leading stages considered (each alone); TFLM's arena head, simulated, before and after.
-    Fuse the stages last first, so the operator indices of the others stay valid."""
+    says why); live peaks before and after (after: the plan's analytic bound); the split's
+    floor (finest grids); its extra MACs; other leading stages considered (each alone);
+    TFLM's arena head, simulated, before and after. Fuse the stages last first, so the
+    operator indices of the others stay valid."""
 
     stages: tuple[StagePlan, ...]
     original_peak: int
     planned_peak: int
-    lower_bound: int
+    split_floor: int
     extra_macs: int
     alternatives: tuple[StagePlan, ...]
     reason: str
@@ -304,7 +308,7 @@ def _alternatives(search: _Search, chosen: tuple[_Option, ...]) -> tuple[StagePl
     return tuple(sorted(found, key=lambda s: (s.peak_bytes, s.extra_macs))[:_ALTERNATIVES])
 
 
-def _lower_bound(search: _Search, chosen: tuple[_Option, ...]) -> int:
+def _split_floor(search: _Search, chosen: tuple[_Option, ...]) -> int:
     """Peak with every chosen stage at its finest grid (one output pixel per tile)."""
     finest = []
     for option in chosen:
@@ -349,7 +353,7 @@ def _result(search: _Search, chosen: tuple[_Option, ...], why_not: str) -> Patch
     )
     log.info(reason)
     return PatchPlan(
-        stages, original_peak, peak, _lower_bound(search, chosen), extra, alternatives, reason,
+        stages, original_peak, peak, _split_floor(search, chosen), extra, alternatives, reason,
         original_head, head,
     )  # fmt: skip
 

@@ -213,32 +213,34 @@ def full_region(chain: Sequence[ChainOp]) -> Region:
 @dataclass(frozen=True)
 class GridCost:
     """What tiling a chain over a grid costs: MACs beyond computing it once, the largest
-    per-tile intermediate window (bytes, int8) and the stage's one scratch request."""
+    window (bytes, int8) of every chain tensor over all tiles (0 for the stage input and
+    output, which the kernel reads and writes in place) and the stage's one scratch
+    request, which holds those windows at the offsets of ``scratch_layout``."""
 
     extra_macs: int
-    largest_intermediate: int
+    window_bytes: tuple[int, ...]
     scratch_bytes: int
 
 
 def grid_cost(chain: Sequence[ChainOp], grid: tuple[int, int]) -> GridCost:
-    """Walk the grid's tile rows and tile columns once each; see extra_macs and
-    scratch_bytes. Per chain tensor, the tiles' total area is (sum of row span lengths) x
-    (sum of column span lengths) and the largest area is (longest row span) x (longest
-    column span)."""
+    """Walk the grid's tile rows and tile columns once each. Per chain tensor, the tiles'
+    total area is (sum of row span lengths) x (sum of column span lengths) and the largest
+    area is (longest row span) x (longest column span)."""
     whole = full_region(chain)
     rows = [axis_spans(chain, "rows", p) for p in split_span(len(whole.rows), grid[0])]
     cols = [axis_spans(chain, "cols", p) for p in split_span(len(whole.cols), grid[1])]
-    tiled, largest = 0, 0
+    tiled = 0
+    windows = [0] * (len(chain) + 1)
     for k, op in enumerate(chain):
         tiled += (
             op.macs_per_pixel * sum(len(r[k + 1]) for r in rows) * sum(len(c[k + 1]) for c in cols)
         )
         if k:
             longest = max(len(r[k]) for r in rows) * max(len(c[k]) for c in cols)
-            largest = max(largest, longest * chain[k - 1].out_channels)
-    slots = len({s for s in buffer_slots(chain) if s is not None})
+            windows[k] = longest * chain[k - 1].out_channels
+    _, scratch = scratch_layout(chain, windows)
     extra = tiled - chain_macs(chain, tile_regions(chain, whole))
-    return GridCost(extra, largest, slots * largest)
+    return GridCost(extra, tuple(windows), scratch)
 
 
 def extra_macs(chain: Sequence[ChainOp], grid: tuple[int, int]) -> int:
@@ -247,30 +249,45 @@ def extra_macs(chain: Sequence[ChainOp], grid: tuple[int, int]) -> int:
     return grid_cost(chain, grid).extra_macs
 
 
-def buffer_slots(chain: Sequence[ChainOp]) -> tuple[int | None, ...]:
-    """Scratch slot of every chain tensor (None for the stage input and output, which the
-    kernel reads and writes in place). A tile of an intermediate tensor takes the lowest
-    slot free when its op runs and frees it after its last consumer in the chain; an op
-    never writes a slot it reads. A plain chain alternates two slots (ping-pong); a
-    residual ADD keeps its skip tensor's slot busy, so a block needs three."""
+def lifetimes(chain: Sequence[ChainOp]) -> dict[int, tuple[int, int]]:
+    """For every intermediate chain tensor: the op that writes it and the last op that
+    reads it. Both ends count, since an op's inputs and output are alive together."""
     last_use = {t: k for k, op in enumerate(chain) for t in op.inputs}
-    slots: list[int | None] = [None] * (len(chain) + 1)
-    for k in range(len(chain) - 1):
-        busy = {slots[t] for t in range(1, k + 1) if last_use.get(t, -1) >= k}
-        slots[k + 1] = next(s for s in range(len(chain)) if s not in busy)
-    return tuple(slots)
+    return {t: (t - 1, last_use.get(t, t - 1)) for t in range(1, len(chain))}
 
 
-def largest_intermediate(chain: Sequence[ChainOp], grid: tuple[int, int]) -> int:
-    """Bytes (int8) of the largest window of any intermediate chain tensor over all tiles:
-    the size of one scratch slot."""
-    return grid_cost(chain, grid).largest_intermediate
+def scratch_layout(
+    chain: Sequence[ChainOp], window_bytes: Sequence[int]
+) -> tuple[tuple[int | None, ...], int]:
+    """Where each intermediate tensor's window lives in the stage's scratch, and the scratch
+    size. Windows are placed one by one, each at the lowest offset that overlaps no placed
+    window alive at the same time, in two orders: largest first (as TFLM's greedy planner
+    places tensors) and in op order; the smaller layout wins (ties: largest first). Neither
+    order is optimal alone: op order fits a chain exactly, largest first avoids gaps when
+    big windows come late. The kernel (``PlanScratch`` in kernels/patch_stage.cc) computes
+    the same layout; ``tests/tflm_ext/test_rewrite.py`` checks the two agree."""
+    spans = lifetimes(chain)
+    by_size = _first_fit(spans, window_bytes, sorted(spans, key=lambda t: (-window_bytes[t], t)))
+    by_op = _first_fit(spans, window_bytes, sorted(spans))
+    return by_op if by_op[1] < by_size[1] else by_size
 
 
-def scratch_bytes(chain: Sequence[ChainOp], grid: tuple[int, int]) -> int:
-    """The one scratch request of a patch stage: slot count times the largest intermediate
-    window (0 for a one-op stage, which reads and writes full tensors only)."""
-    return grid_cost(chain, grid).scratch_bytes
+def _first_fit(
+    spans: dict[int, tuple[int, int]], window_bytes: Sequence[int], order: Sequence[int]
+) -> tuple[tuple[int | None, ...], int]:
+    offsets: list[int | None] = [None] * (len(spans) + 2)
+    placed: list[int] = []
+    for t in order:
+        size = window_bytes[t]
+        rivals = [u for u in placed if spans[u][0] <= spans[t][1] and spans[t][0] <= spans[u][1]]
+        for start in sorted({0, *(offsets[u] + window_bytes[u] for u in rivals)}):
+            if all(start + size <= offsets[u] or offsets[u] + window_bytes[u] <= start
+                   for u in rivals):  # fmt: skip
+                offsets[t] = start
+                break
+        placed.append(t)
+    end = max((offsets[t] + window_bytes[t] for t in placed), default=0)
+    return tuple(offsets), end
 
 
 def op_geometry(graph: ModelGraph, op: int) -> Geometry:

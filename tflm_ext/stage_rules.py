@@ -7,11 +7,10 @@ the stage rules here are functions whose docstring is the user-facing message an
 return None when the stage passes, else a detail naming the offending value.
 
 What a fused stage costs in the arena (the kernel's contract, ``kernels/patch_stage.h``):
-    working set = align16(stage input) + align16(stage output) + align16(slots * tile)
-where ``tile`` is the largest window (height x width x channels, int8) of any intermediate
-tensor of the stage over all tiles of the grid, and ``slots`` the most intermediates alive
-at once (2 for a plain chain, 3 when an ADD keeps a residual alive across a block, 0 for a
-one-op stage): ``receptive_field.grid_cost``.
+    working set = align16(stage input) + align16(stage output) + align16(scratch)
+where the scratch holds every intermediate tensor's largest window over the grid's tiles,
+laid out so that windows alive at the same time never overlap (0 for a one-op stage):
+``receptive_field.grid_cost``.
 """
 
 from __future__ import annotations

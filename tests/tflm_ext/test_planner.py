@@ -38,7 +38,7 @@ def _check_valid(model_bytes: bytes, patch_plan: PatchPlan, spec: PlannerSpec) -
     graph = read_graph(model_bytes)
     budget = spec.max_extra_mac_fraction * graph_stats(model_bytes).total_macs
     assert patch_plan.extra_macs == sum(s.extra_macs for s in patch_plan.stages) <= budget
-    assert patch_plan.lower_bound <= patch_plan.planned_peak < patch_plan.original_peak
+    assert patch_plan.split_floor <= patch_plan.planned_peak < patch_plan.original_peak
     assert patch_plan.planned_head < patch_plan.original_head
     for stage in patch_plan.stages:
         assert stage_rules.stage_problem(graph, stage.first_op, stage.last_op) is None

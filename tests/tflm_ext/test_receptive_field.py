@@ -136,26 +136,47 @@ def test_tile_regions_union_what_every_consumer_reads() -> None:
     assert regions[0] == Region(Span(0, 10), Span(0, 8))  # 3x3/s2 SAME, 1 before
 
 
+def _live_sum_peak(chain, windows) -> int:
+    """The least any layout can need: the largest sum of windows alive during one op."""
+    spans = rf.lifetimes(chain)
+    return max(
+        sum(windows[t] for t, (first, last) in spans.items() if first <= k <= last)
+        for k in range(len(chain))
+    )
+
+
+def _assert_no_live_overlap(chain, windows, offsets) -> None:
+    spans = rf.lifetimes(chain)
+    for a in spans:
+        for b in spans:
+            if a < b and spans[a][0] <= spans[b][1] and spans[b][0] <= spans[a][1]:
+                assert (
+                    offsets[a] + windows[a] <= offsets[b] or offsets[b] + windows[b] <= offsets[a]
+                ), (a, b)
+
+
 def test_grid_cost_matches_tile_by_tile_counting() -> None:
     chain = _sample_chain()
     once = rf.chain_macs(chain, rf.tile_regions(chain, rf.full_region(chain)))
-    slots = len({s for s in rf.buffer_slots(chain) if s is not None})
     for grid in [(1, 1), (2, 2), (4, 3), (3, 1)]:
         tiles = rf.grid_tiles(4, 3, grid)
         per_tile = [rf.tile_regions(chain, tile) for tile in tiles]
-        largest = max(r[k].area * chain[k - 1].out_channels for r in per_tile for k in range(1, 6))
+        windows = [0] + [max(r[k].area for r in per_tile) for k in range(1, 6)] + [0]
         cost = rf.grid_cost(chain, grid)
         assert cost.extra_macs == sum(rf.chain_macs(chain, r) for r in per_tile) - once
-        assert cost.largest_intermediate == largest
-        assert cost.scratch_bytes == slots * largest
+        assert cost.window_bytes == tuple(windows)
+        offsets, size = rf.scratch_layout(chain, windows)
+        _assert_no_live_overlap(chain, windows, offsets)
+        assert cost.scratch_bytes == size == _live_sum_peak(chain, windows)
     assert rf.extra_macs(chain, (1, 1)) == 0
     assert rf.extra_macs(chain, (4, 3)) > rf.extra_macs(chain, (2, 2)) > 0
 
 
-def test_buffer_slots_ping_pong_and_residual() -> None:
+def test_scratch_layout_reuses_what_is_dead() -> None:
     axis = rf.identity_axis(4)
     plain = tuple(_conv(axis, axis, (k,)) for k in range(4))
-    assert rf.buffer_slots(plain) == (None, 0, 1, 0, None)
+    # tensor 1 (10 B) and 3 (9 B) are never alive together; 2 sits beside both
+    assert rf.scratch_layout(plain, (0, 10, 2, 9, 0)) == ((None, 0, 10, 0, None), 12)
     residual = (
         _conv(axis, axis, (0,)),
         _conv(axis, axis, (1,)),
@@ -163,8 +184,24 @@ def test_buffer_slots_ping_pong_and_residual() -> None:
         _conv(axis, axis, (1, 3)),  # ADD keeps tensor 1 alive across ops 1-3
         _conv(axis, axis, (4,)),
     )
-    assert rf.buffer_slots(residual) == (None, 0, 1, 2, 1, None)
-    assert rf.buffer_slots(plain[:1]) == (None, None)
+    assert rf.lifetimes(residual) == {1: (0, 3), 2: (1, 2), 3: (2, 3), 4: (3, 4)}
+    # the skip tensor 1 blocks its bytes throughout; 4 reuses 2's once 2 is dead
+    assert rf.scratch_layout(residual, (0, 4, 4, 4, 4, 0)) == ((None, 0, 4, 8, 4, None), 12)
+    assert rf.scratch_layout(plain[:1], (0, 0)) == ((None, None), 0)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_scratch_layout_never_overlaps_live_windows(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    axis = rf.identity_axis(4)
+    chain = []
+    for k in range(int(rng.integers(2, 9))):
+        skip = int(rng.integers(0, k + 1))
+        chain.append(_conv(axis, axis, (k,) if rng.random() < 0.7 else (skip, k)))
+    windows = [0, *(int(w) for w in rng.integers(1, 100, len(chain) - 1)), 0]
+    offsets, size = rf.scratch_layout(chain, windows)
+    _assert_no_live_overlap(chain, windows, offsets)
+    assert _live_sum_peak(chain, windows) <= size <= sum(windows)
 
 
 def test_geometry_and_macs_read_from_a_model(tiny_int8_model: bytes) -> None:

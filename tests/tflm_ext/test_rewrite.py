@@ -14,6 +14,7 @@ from tflite_micro.tensorflow.lite.micro.compression import model_editor
 
 from tests.int8_models import convert_on_noise, seeded_keras
 from tflm_ext.errors import TflmExtError
+from tflm_ext.memory_profile import profile
 from tflm_ext.passes.remove_dead_tensors import dead_tensors
 from tflm_ext.passes.remove_unused_buffers import unused_buffers
 from tflm_ext.patch_op import HEADER_FIELDS, OP_FIELDS, OP_NAME, decode_options
@@ -101,6 +102,28 @@ def test_pad_and_residual_add_inside_the_stage_are_bit_exact(residual_cnn: bytes
 
     report = verify(residual_cnn, rewritten, inputs=6)
     assert report.identical, report.first_mismatch
+
+
+@pytest.mark.parametrize(
+    ("model", "last_op", "grid"),
+    [
+        ("cnn", 3, (4, 4)),
+        ("cnn", 4, (2, 3)),
+        ("residual_cnn", 5, (3, 2)),
+        ("residual_cnn", 5, (4, 4)),
+    ],
+)
+def test_kernel_scratch_is_what_the_planner_predicts(
+    request: pytest.FixtureRequest, model: str, last_op: int, grid: tuple[int, int]
+) -> None:
+    """The stage is the peak of these models, so TFLM's measured head moves with every byte
+    of scratch the kernel requests: it must equal the head simulated from
+    receptive_field.scratch_layout."""
+    rewritten = rewrite_stage(request.getfixturevalue(model), 0, last_op, grid)
+    measured = profile(rewritten)
+
+    assert measured.peak_op == 0
+    assert measured.arena is not None and measured.arena.head == measured.planned_head
 
 
 def test_dead_tensors_and_buffers_are_gone_and_the_interface_kept(cnn: bytes) -> None:

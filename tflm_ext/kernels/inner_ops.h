@@ -16,7 +16,7 @@ struct Shape {
   int h, w, c;
 };
 
-// A buffer's storage: a full tensor (origin 0, full width) or one tile window in a slot.
+// A buffer's storage: a full tensor (origin 0, full width) or one tile window in the scratch.
 struct View {
   int8_t* data;
   int y0, x0, row_pixels, channels;

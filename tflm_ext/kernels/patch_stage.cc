@@ -108,28 +108,6 @@ Status CheckOp(const Stage& stage, int index) {
   return fits ? kOk : kBadGeometry;
 }
 
-// For each intermediate buffer, the last op reading it; then a greedy slot assignment in op
-// order: op i may reuse a slot whose buffer nobody reads at or after i.
-void AssignSlots(Stage* stage) {
-  const int n = stage->op_count;
-  for (int b = 0; b <= n; ++b) stage->last_use[b] = -1;
-  for (int i = 0; i < n; ++i) {
-    const InnerOp& op = stage->ops[i];
-    stage->last_use[op[kOpInput]] = static_cast<int8_t>(i);
-    if (op[kOpKind] == kKindAdd) stage->last_use[op[kOpInputB]] = static_cast<int8_t>(i);
-  }
-  int occupant[kMaxOps];
-  stage->slot_count = 0;
-  for (int b = 0; b <= n; ++b) stage->slot_of_buffer[b] = -1;
-  for (int i = 0; i + 1 < n; ++i) {
-    int slot = 0;
-    while (slot < stage->slot_count && stage->last_use[occupant[slot]] >= i) ++slot;
-    if (slot == stage->slot_count) ++stage->slot_count;
-    occupant[slot] = i + 1;
-    stage->slot_of_buffer[i + 1] = static_cast<int8_t>(slot);
-  }
-}
-
 Window TileWindow(const Stage& stage, int row, int col) {
   const Shape out = BufferShape(stage, stage.op_count);
   const int rows = stage.header[kHeaderGridRows];
@@ -174,8 +152,21 @@ void ComputeNeeds(Stage* stage, const Window& tile) {
   }
 }
 
-int64_t LargestIntermediate(Stage* stage) {
-  int64_t largest = 0;
+// For each intermediate buffer, the last op reading it (the op writing it if none does).
+void FindLastUses(Stage* stage) {
+  const int n = stage->op_count;
+  for (int b = 1; b <= n; ++b) stage->last_use[b] = static_cast<int8_t>(b - 1);
+  stage->last_use[0] = 0;
+  for (int i = 0; i < n; ++i) {
+    const InnerOp& op = stage->ops[i];
+    stage->last_use[op[kOpInput]] = static_cast<int8_t>(i);
+    if (op[kOpKind] == kKindAdd) stage->last_use[op[kOpInputB]] = static_cast<int8_t>(i);
+  }
+}
+
+// window[b]: the largest window (bytes) of intermediate buffer b over all tiles.
+void LargestWindows(Stage* stage, int64_t* window) {
+  for (int b = 0; b <= stage->op_count; ++b) window[b] = 0;
   for (int r = 0; r < stage->header[kHeaderGridRows]; ++r) {
     for (int c = 0; c < stage->header[kHeaderGridCols]; ++c) {
       ComputeNeeds(stage, TileWindow(*stage, r, c));
@@ -184,11 +175,65 @@ int64_t LargestIntermediate(Stage* stage) {
         if (IsEmpty(w)) continue;
         const int64_t bytes = static_cast<int64_t>(w.y1 - w.y0) * (w.x1 - w.x0) *
                               BufferShape(*stage, b).c;
-        largest = bytes > largest ? bytes : largest;
+        window[b] = bytes > window[b] ? bytes : window[b];
       }
     }
   }
-  return largest;
+}
+
+bool LifetimesOverlap(const Stage& stage, int a, int b) {
+  return a - 1 <= stage.last_use[b] && b - 1 <= stage.last_use[a];
+}
+
+// Places the intermediate windows one by one, each at the lowest offset that overlaps no
+// placed window alive at the same time: largest first (ties: lower buffer) or in op order.
+// Returns the scratch size; offset[b] receives each window's place.
+int64_t FirstFit(const Stage& stage, const int64_t* window, bool largest_first,
+                 int64_t* offset) {
+  const int n = stage.op_count;
+  bool placed[kMaxOps + 1] = {};
+  int64_t end = 0;
+  for (int round = 1; round < n; ++round) {
+    int t = largest_first ? 0 : round;
+    for (int b = 1; largest_first && b < n; ++b) {
+      if (!placed[b] && (t == 0 || window[b] > window[t])) t = b;
+    }
+    // Candidates: 0 and the end of every placed rival; the lowest that fits wins.
+    int64_t best = -1;
+    for (int c = 0; c < n; ++c) {
+      if (c > 0 && !(placed[c] && LifetimesOverlap(stage, c, t))) continue;
+      const int64_t start = c == 0 ? 0 : offset[c] + window[c];
+      if (best >= 0 && start >= best) continue;
+      bool fits = true;
+      for (int u = 1; u < n && fits; ++u) {
+        fits = !(placed[u] && LifetimesOverlap(stage, u, t)) ||
+               start + window[t] <= offset[u] || offset[u] + window[u] <= start;
+      }
+      if (fits) best = start;
+    }
+    offset[t] = best;
+    placed[t] = true;
+    end = best + window[t] > end ? best + window[t] : end;
+  }
+  return end;
+}
+
+// Lays out the scratch: the smaller of FirstFit's two orders (ties: largest first).
+// tflm_ext/receptive_field.py (scratch_layout) computes the same layout for the planner.
+Status PlanScratch(Stage* stage) {
+  int64_t window[kMaxOps + 1];
+  LargestWindows(stage, window);
+  int64_t by_size[kMaxOps + 1] = {}, by_op[kMaxOps + 1] = {};
+  const int64_t size_end = FirstFit(*stage, window, true, by_size);
+  const int64_t op_end = FirstFit(*stage, window, false, by_op);
+  const int64_t* offset = op_end < size_end ? by_op : by_size;
+  const int64_t end = op_end < size_end ? op_end : size_end;
+  if (end > INT32_MAX) return kBadGeometry;
+  for (int b = 0; b <= stage->op_count; ++b) {
+    stage->offset_of_buffer[b] = static_cast<int32_t>(offset[b]);
+  }
+  stage->scratch_bytes = static_cast<int32_t>(end);
+  return kOk;
 }
 
 bool HasShape(const TensorRef& t, ElementType type, int rank, const int32_t* dims) {
@@ -264,8 +309,7 @@ View ViewOf(const Stage& stage, int buffer, const TensorRef* inputs, const Tenso
   if (buffer == 0) return {static_cast<int8_t*>(inputs[0].data), 0, 0, shape.w, shape.c};
   if (buffer == stage.op_count) return {static_cast<int8_t*>(output->data), 0, 0, shape.w, shape.c};
   const Window& w = stage.need[buffer];
-  int8_t* slot = scratch + static_cast<ptrdiff_t>(stage.slot_of_buffer[buffer]) * stage.slot_bytes;
-  return {slot, w.y0, w.x0, w.x1 - w.x0, shape.c};
+  return {scratch + stage.offset_of_buffer[buffer], w.y0, w.x0, w.x1 - w.x0, shape.c};
 }
 
 void RunOp(const Stage& stage, int index, const TensorRef* inputs, const TensorRef* output,
@@ -296,7 +340,8 @@ size_t ParsedStageBytes(const uint8_t* options, size_t length) {
   const int32_t op_count = ReadWord(options + 4 * kHeaderOpCount);
   if (op_count < 1 || op_count > kMaxOps) return 0;
   const size_t buffers = static_cast<size_t>(op_count) + 1;
-  return sizeof(Stage) + op_count * sizeof(InnerOp) + buffers * (sizeof(Window) + 2);
+  return sizeof(Stage) + op_count * sizeof(InnerOp) +
+         buffers * (sizeof(Window) + sizeof(int32_t) + 1);
 }
 
 Status ParseOptions(const uint8_t* options, size_t length, void* memory, size_t bytes,
@@ -321,8 +366,9 @@ Status ParseOptions(const uint8_t* options, size_t length, void* memory, size_t 
   next += op_count * sizeof(InnerOp);
   stage->need = reinterpret_cast<Window*>(next);
   next += (op_count + 1) * sizeof(Window);
-  stage->slot_of_buffer = reinterpret_cast<int8_t*>(next);
-  stage->last_use = stage->slot_of_buffer + op_count + 1;
+  stage->offset_of_buffer = reinterpret_cast<int32_t*>(next);
+  next += (op_count + 1) * sizeof(int32_t);
+  stage->last_use = reinterpret_cast<int8_t*>(next);
   stage->op_count = op_count;
   stage->scratch_index = -1;
   for (int f = 0; f < kHeaderWords; ++f) stage->header[f] = ReadWord(options + 4 * f);
@@ -349,15 +395,12 @@ Status PrepareStage(Stage* stage, const TensorRef* inputs, int input_count,
   if (inputs == nullptr || input_count < 1) return kBadInputCount;
   const Status status = CheckTensors(*stage, inputs, input_count, output);
   if (status != kOk) return status;
-  AssignSlots(stage);
-  const int64_t largest = LargestIntermediate(stage);
-  if (largest > INT32_MAX / (kMaxOps + 1)) return kBadGeometry;
-  stage->slot_bytes = static_cast<int32_t>(largest);
-  return kOk;
+  FindLastUses(stage);
+  return PlanScratch(stage);
 }
 
 size_t ScratchBytes(const Stage* stage) {
-  return static_cast<size_t>(stage->slot_count) * static_cast<size_t>(stage->slot_bytes);
+  return static_cast<size_t>(stage->scratch_bytes);
 }
 
 Status RunStage(Stage* stage, const TensorRef* inputs, int input_count, const TensorRef* output,

@@ -17,13 +17,14 @@
 // pad-before only appears at image borders), then the ops run forwards on those windows only.
 // Each tile of the last op is written straight into the full output tensor.
 //
-// Scratch (requested once in Prepare): slot_count * slot_bytes, where slot_bytes is the
-// largest window (height * width * channels, int8) of any intermediate buffer over all tiles,
-// and slot_count is the most intermediates alive at once: 2 for a plain chain (ping-pong), 3
-// when an ADD keeps a residual alive across a block. The stage input and output are full
-// tensors in the arena, not scratch, so the op's working set is
-//     input tensor + output tensor + slot_count * max per-tile intermediate
-// which for a chain is the planner's "input + output + 2 * max per-tile intermediate".
+// Scratch (requested once in Prepare): every intermediate buffer gets the largest window
+// (height * width * channels, int8) it takes over all tiles, at a fixed offset; buffers alive
+// at the same time (written by op i or read by op i, for some i) never overlap. Offsets are
+// planned like TFLM's greedy planner places tensors (largest first, lowest offset that fits),
+// so a plain chain needs about its largest pair of neighbouring windows and a residual block
+// also its skip window. The stage input and output are full tensors in the arena, not
+// scratch, so the op's working set is input tensor + output tensor + scratch, which is what
+// the planner predicts (tflm_ext/receptive_field.py, scratch_layout).
 #ifndef TFLM_EXT_KERNELS_PATCH_STAGE_H_
 #define TFLM_EXT_KERNELS_PATCH_STAGE_H_
 
@@ -130,13 +131,12 @@ struct InnerOp {
 struct Stage {
   int32_t header[kHeaderWords];
   int op_count;
-  int slot_count;
-  int32_t slot_bytes;
-  int scratch_index;       // the adapter's handle of the scratch buffer
-  InnerOp* ops;            // op_count records
-  Window* need;            // op_count + 1 per-tile windows, rewritten for every tile
-  int8_t* slot_of_buffer;  // op_count + 1
-  int8_t* last_use;        // op_count + 1
+  int32_t scratch_bytes;
+  int scratch_index;          // the adapter's handle of the scratch buffer
+  InnerOp* ops;               // op_count records
+  Window* need;               // op_count + 1 per-tile windows, rewritten for every tile
+  int32_t* offset_of_buffer;  // op_count + 1, in the scratch (intermediate buffers only)
+  int8_t* last_use;           // op_count + 1
 };
 
 // Persistent bytes ParseOptions needs for these options; 0 when the header is unreadable.
@@ -146,11 +146,11 @@ size_t ParsedStageBytes(const uint8_t* options, size_t length);
 Status ParseOptions(const uint8_t* options, size_t length, void* memory, size_t bytes,
                     Stage** stage);
 
-// Checks the operator's tensors against the options, then plans the scratch slots.
+// Checks the operator's tensors against the options, then lays out the scratch.
 Status PrepareStage(Stage* stage, const TensorRef* inputs, int input_count,
                     const TensorRef* output);
 
-// Bytes of arena scratch to request: slot_count * slot_bytes (0 for a one-op stage).
+// Bytes of arena scratch to request (0 for a one-op stage).
 size_t ScratchBytes(const Stage* stage);
 
 // Computes the whole stage output, tile by tile.
