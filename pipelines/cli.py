@@ -118,12 +118,31 @@ def _add_patch_parser(sub) -> None:
     )
     patch.add_argument("--max-stages", type=int, default=3, help="disjoint stages (default 3)")
     patch.add_argument(
+        "--grids",
+        type=_grid_list,
+        default=(2, 3, 4, 5, 6, 8),
+        metavar="N,N,...",
+        help="square tile grids to try, each at least 2 (default 2,3,4,5,6,8)",
+    )
+    patch.add_argument(
         "--verify-inputs",
         type=int,
         default=8,
         metavar="N",
         help="random inputs that must give identical outputs (default 8)",
     )
+
+
+def _grid_list(text: str) -> tuple[int, ...]:
+    """``--grids 2,4,8``: the n of each n x n grid, each at least 2."""
+    try:
+        grids = tuple(int(part) for part in text.split(","))
+    except ValueError as error:
+        message = f"{text!r} is not a comma-separated list of integers"
+        raise argparse.ArgumentTypeError(message) from error
+    if min(grids) < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: every grid must be at least 2 (n x n tiles)")
+    return grids
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -249,7 +268,7 @@ def _patch(args: argparse.Namespace, extra: list[str]) -> int:
     model = Path(args.model)
     _require_file(model)
     spec = tflm_ext.PlannerSpec(
-        max_extra_mac_fraction=args.max_extra_macs, max_stages=args.max_stages
+        max_extra_mac_fraction=args.max_extra_macs, grids=args.grids, max_stages=args.max_stages
     )
     outcome = patch_model(model.read_bytes(), spec, mode=args.mode, inputs=args.verify_inputs)
     print(_plan_text(outcome.plan))

@@ -75,6 +75,24 @@ def test_patch_writes_a_verified_smaller_model(inverted_residual_int8_model, tmp
     assert out.is_file() and out.read_bytes() != model.read_bytes()
 
 
+def test_patch_tries_only_the_grids_given(inverted_residual_int8_model, tmp_path, capsys):
+    model, out = tmp_path / "ir.tflite", tmp_path / "ir_patched.tflite"
+    model.write_bytes(inverted_residual_int8_model)
+    args = ["patch", str(model), "--output", str(out), "--grids", "2", "--verify-inputs", "2"]
+    assert cli.main(args) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    grids = {row.split("|")[3].strip() for row in rows[2:]}
+    assert grids == {"2x2"}, rows
+
+
+@pytest.mark.parametrize("grids", ["2,x", "1,4", ""])
+def test_patch_refuses_bad_grids_before_any_work(grids, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["patch", "m.tflite", "--output", str(tmp_path / "o"), "--grids", grids])
+    assert exit_.value.code == 2
+    assert "--grids" in capsys.readouterr().err
+
+
 def test_patch_refuses_a_missing_model(tmp_path, capsys):
     missing = tmp_path / "none.tflite"
     assert cli.main(["patch", str(missing), "--output", str(tmp_path / "o")]) == cli.EXIT_ERROR
