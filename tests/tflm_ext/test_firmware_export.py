@@ -1,16 +1,19 @@
 """firmware_export: the resolver lists exactly the model's ops, kernels ship only when used,
-and what ships compiles.
+and what ships compiles and links.
 
 No TFLM source tree is available here (no registry ships its headers), so the TFLM kernel
-adapter and op_resolver.h are compiled and linked against the minimal stand-in headers below,
-written for this test from TFLM's API as the adapter uses it (pre-October-2026 layout: C types
-global, helpers in tflite and tflite::micro). That checks the generated C++ and the adapter's
-own code, and that the shipped files are a complete set; it cannot check TFLM's exact
-signatures. The shared arithmetic and model_data.cc compile without any stand-in.
+adapter and op_resolver.h are compiled against the minimal stand-in headers below, written
+for this test in the layout of the TFLM tree the pinned wheel was built from (C types in
+tflite::micro, callbacks on TfLiteContext forwarding to exported functions). The adapter is
+then linked against the wheel's own _runtime.so with no undefined symbol allowed: every TFLM
+function it calls, with its parameter types, exists in the TFLM build the project targets.
+Struct layouts and inline helpers are not checked that way. The shared arithmetic and
+model_data.cc compile without any stand-in.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -47,35 +50,49 @@ TINY_OPS = {
     "FULLY_CONNECTED": "AddFullyConnected",
 }
 
+# Minimal stand-ins for the TFLM headers the adapter and op_resolver.h include, in the layout
+# of the tree the pinned wheel was built from (October 2026): the C types live in
+# tflite::micro, with using-declarations into tflite and (unless TFLM_NO_GLOBAL_C_ALIASES) the
+# global namespace; TfLiteContext's callbacks are static members forwarding to exported
+# functions; kernel_util.h only declares what _runtime.so exports. tensorflow/lite/c/common.h
+# is deliberately absent: that tree defines the types in micro_common.h.
 STAND_INS = {
-    "tensorflow/lite/c/common.h": """
+    "tensorflow/lite/micro/micro_common.h": """
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
+namespace tflite {
+namespace micro {
 typedef enum { kTfLiteOk = 0, kTfLiteError = 1 } TfLiteStatus;
 typedef enum { kTfLiteNoType = 0, kTfLiteInt32 = 2, kTfLiteInt8 = 9 } TfLiteType;
-typedef struct { int size; int data[1]; } TfLiteIntArray;
-typedef union { void* data; int8_t* int8; } TfLitePtrUnion;
+typedef struct { int size; int data[]; } TfLiteIntArray;
+typedef union { void* data; int8_t* int8; int32_t* i32; } TfLitePtrUnion;
 typedef struct { TfLitePtrUnion data; TfLiteIntArray* dims; TfLiteType type; } TfLiteEvalTensor;
-typedef struct {
+typedef struct TfLiteNode {
   TfLiteIntArray* inputs;
   TfLiteIntArray* outputs;
+  TfLiteIntArray* intermediates;
   void* user_data;
 } TfLiteNode;
-typedef struct TfLiteContext {
-  void* (*AllocatePersistentBuffer)(struct TfLiteContext* context, size_t bytes);
-  TfLiteStatus (*RequestScratchBufferInArena)(struct TfLiteContext* context, size_t bytes,
-                                              int* buffer_index);
-  void* (*GetScratchBuffer)(struct TfLiteContext* context, int buffer_index);
-} TfLiteContext;
-#define TF_LITE_ENSURE(context, a) \\
-  do { if (!(a)) return kTfLiteError; } while (0)
-#define TF_LITE_ENSURE_EQ(context, a, b) \\
-  do { if ((a) != (b)) return kTfLiteError; } while (0)
-""",
-    "tensorflow/lite/micro/micro_common.h": """
-#pragma once
-#include "tensorflow/lite/c/common.h"
+struct TfLiteContext;
+void* MicroContextAllocatePersistentBuffer(TfLiteContext* context, size_t bytes);
+TfLiteStatus MicroContextRequestScratchBufferInArena(TfLiteContext* context, size_t bytes,
+                                                     int* buffer_index);
+void* MicroContextGetScratchBuffer(TfLiteContext* context, int buffer_index);
+void MicroContextReportOpError(TfLiteContext* context, const char* format, ...);
+struct TfLiteContext {
+  template <auto Function>
+  struct Method {
+    template <typename... Args>
+    auto operator()(Args... args) const { return Function(args...); }
+  };
+  static constexpr Method<&MicroContextReportOpError> ReportError{};
+  static constexpr Method<&MicroContextAllocatePersistentBuffer> AllocatePersistentBuffer{};
+  static constexpr Method<&MicroContextRequestScratchBufferInArena>
+      RequestScratchBufferInArena{};
+  static constexpr Method<&MicroContextGetScratchBuffer> GetScratchBuffer{};
+  void* impl;
+};
 typedef struct {
   void* (*init)(TfLiteContext* context, const char* buffer, size_t length);
   void (*free)(TfLiteContext* context, void* buffer);
@@ -85,34 +102,67 @@ typedef struct {
   int32_t builtin_code;
   const char* custom_name;
 } TFLMRegistration;
+}  // namespace micro
+using micro::kTfLiteError;
+using micro::kTfLiteInt32;
+using micro::kTfLiteInt8;
+using micro::kTfLiteOk;
+using micro::TfLiteContext;
+using micro::TfLiteEvalTensor;
+using micro::TfLiteIntArray;
+using micro::TfLiteNode;
+using micro::TfLiteStatus;
+using micro::TfLiteType;
+using micro::TFLMRegistration;
+}  // namespace tflite
+using ::tflite::micro::TFLMRegistration;
+#if !defined(TFLM_NO_GLOBAL_C_ALIASES)
+using ::tflite::micro::kTfLiteError;
+using ::tflite::micro::kTfLiteInt32;
+using ::tflite::micro::kTfLiteInt8;
+using ::tflite::micro::kTfLiteOk;
+using ::tflite::micro::TfLiteContext;
+using ::tflite::micro::TfLiteEvalTensor;
+using ::tflite::micro::TfLiteIntArray;
+using ::tflite::micro::TfLiteNode;
+using ::tflite::micro::TfLiteStatus;
+using ::tflite::micro::TfLiteType;
+#endif
+#define TF_LITE_ENSURE(context, a)                                               \\
+  do {                                                                           \\
+    if (!(a)) {                                                                  \\
+      (context)->ReportError((context), "%s:%d %s was not true.", __FILE__, __LINE__, #a); \\
+      return ::tflite::micro::kTfLiteError;                                      \\
+    }                                                                            \\
+  } while (0)
+#define TF_LITE_ENSURE_EQ(context, a, b)                                         \\
+  do {                                                                           \\
+    if ((a) != (b)) {                                                            \\
+      (context)->ReportError((context), "%s:%d %s != %s (%d != %d)", __FILE__,  \\
+                             __LINE__, #a, #b, (a), (b));                        \\
+      return ::tflite::micro::kTfLiteError;                                      \\
+    }                                                                            \\
+  } while (0)
 """,
     "tensorflow/lite/micro/micro_log.h": """
 #pragma once
-__attribute__((format(printf, 1, 2))) inline void MicroPrintf(const char* format, ...) {
-  (void)format;
-}
+void MicroPrintf(const char* format, ...);
 """,
     "tensorflow/lite/micro/kernels/kernel_util.h": """
 #pragma once
 #include "tensorflow/lite/micro/micro_common.h"
 namespace tflite {
-inline int NumInputs(const TfLiteNode* node) { return node->inputs->size; }
-inline int NumOutputs(const TfLiteNode* node) { return node->outputs->size; }
 namespace micro {
-inline const TfLiteEvalTensor* GetEvalInput(const TfLiteContext*, const TfLiteNode*, int) {
-  return nullptr;
-}
-inline TfLiteEvalTensor* GetEvalOutput(const TfLiteContext*, const TfLiteNode*, int) {
-  return nullptr;
-}
-inline TFLMRegistration RegisterOp(
-    void* (*init)(TfLiteContext*, const char*, size_t),
-    TfLiteStatus (*prepare)(TfLiteContext*, TfLiteNode*),
-    TfLiteStatus (*invoke)(TfLiteContext*, TfLiteNode*),
-    void (*free)(TfLiteContext*, void*) = nullptr,
-    void (*reset)(TfLiteContext*, void*) = nullptr) {
-  return {init, free, prepare, invoke, reset, 0, nullptr};
-}
+TFLMRegistration RegisterOp(
+    void* (*init)(TfLiteContext* context, const char* buffer, size_t length),
+    TfLiteStatus (*prepare)(TfLiteContext* context, TfLiteNode* node),
+    TfLiteStatus (*invoke)(TfLiteContext* context, TfLiteNode* node),
+    void (*free)(TfLiteContext* context, void* buffer) = nullptr,
+    void (*reset)(TfLiteContext* context, void* buffer) = nullptr);
+const TfLiteEvalTensor* GetEvalInput(const TfLiteContext* context, const TfLiteNode* node,
+                                     int index);
+TfLiteEvalTensor* GetEvalOutput(const TfLiteContext* context, const TfLiteNode* node,
+                                int index);
 }  // namespace micro
 }  // namespace tflite
 """,
@@ -123,11 +173,12 @@ inline TFLMRegistration RegisterOp(
 #include "tensorflow/lite/micro/micro_common.h"
 #define STAND_IN_ADD(method) TfLiteStatus method() { return Record(#method); }
 namespace tflite {
+namespace micro {
 template <unsigned int tOpCount>
 class MicroMutableOpResolver {
  public:
   TfLiteStatus AddCustom(const char* name, const TFLMRegistration* registration) {
-    if (registration == nullptr || registration->invoke == nullptr) return kTfLiteError;
+    if (registration == nullptr) return kTfLiteError;
     return Record(name);
   }
   %(methods)s
@@ -143,9 +194,37 @@ class MicroMutableOpResolver {
     return kTfLiteOk;
   }
 };
+}  // namespace micro
 }  // namespace tflite
 """,
 }
+
+# Bodies for what the stand-in headers only declare, so a program can link without the wheel.
+STAND_IN_DEFINITIONS = """
+#include "tensorflow/lite/micro/kernels/kernel_util.h"
+void MicroPrintf(const char*, ...) {}
+namespace tflite {
+namespace micro {
+void* MicroContextAllocatePersistentBuffer(TfLiteContext*, size_t) { return nullptr; }
+TfLiteStatus MicroContextRequestScratchBufferInArena(TfLiteContext*, size_t, int*) {
+  return kTfLiteError;
+}
+void* MicroContextGetScratchBuffer(TfLiteContext*, int) { return nullptr; }
+void MicroContextReportOpError(TfLiteContext*, const char*, ...) {}
+TFLMRegistration RegisterOp(void* (*init)(TfLiteContext*, const char*, size_t),
+                            TfLiteStatus (*prepare)(TfLiteContext*, TfLiteNode*),
+                            TfLiteStatus (*invoke)(TfLiteContext*, TfLiteNode*),
+                            void (*free)(TfLiteContext*, void*),
+                            void (*reset)(TfLiteContext*, void*)) {
+  return {init, free, prepare, invoke, reset, 0, nullptr};
+}
+const TfLiteEvalTensor* GetEvalInput(const TfLiteContext*, const TfLiteNode*, int) {
+  return nullptr;
+}
+TfLiteEvalTensor* GetEvalOutput(const TfLiteContext*, const TfLiteNode*, int) { return nullptr; }
+}  // namespace micro
+}  // namespace tflite
+"""
 
 REGISTER_ALL = """
 #include <stdio.h>
@@ -315,20 +394,45 @@ def test_plain_resolver_compiles_with_stand_ins(plain: FirmwareBundle, tmp_path:
     assert run.returncode == 0 and run.stdout.split() == list(TINY_OPS.values())
 
 
-def _stand_in_program(bundle: FirmwareBundle, tmp_path: Path, methods: list[str]) -> Path:
-    """Compile main + every shipped .cc against the stand-ins, whose resolver has just the
-    listed Add methods; return the program."""
-    known = sorted(methods)
+@needs_gxx
+@pytest.mark.parametrize("defines", [[], ["-DTFLM_NO_GLOBAL_C_ALIASES"]])
+def test_adapter_links_against_the_wheels_runtime(
+    patched: FirmwareBundle, tmp_path: Path, defines: list[str]
+) -> None:
+    """Every TFLM function the adapter calls, with the parameter types the stand-ins give it
+    (they are in the mangled names), must be exported by the pinned wheel's _runtime.so, so
+    the adapter calls functions that exist in the TFLM build the project targets."""
+    _write_stand_ins(tmp_path, [])
+    runtime = Path(importlib.util.find_spec("tflite_micro").submodule_search_locations[0])
+    runtime = runtime / "python" / "tflite_micro" / "_runtime.so"
+    kernels = patched.folder / "kernels"
+    sources = [p for p in patched.kernel_files if p.suffix == ".cc"]
+    compile_cc(
+        "-shared", "-fPIC", *defines, "-I", tmp_path / "tflm", "-I", kernels, *sources,
+        "-o", tmp_path / "libpatch_stage_op.so", f"-L{runtime.parent}", f"-l:{runtime.name}",
+        "-Wl,--no-undefined", cwd=tmp_path,
+    )  # fmt: skip
+
+
+def _write_stand_ins(tmp_path: Path, methods: list[str]) -> None:
+    fill = {"methods": "\n  ".join(f"STAND_IN_ADD({m})" for m in sorted(methods))}
     for relative, text in STAND_INS.items():
         header = tmp_path / "tflm" / relative
         header.parent.mkdir(parents=True, exist_ok=True)
-        fill = {"methods": "\n  ".join(f"STAND_IN_ADD({m})" for m in known)}
         header.write_text(text % fill if "%(methods)s" in text else text)
+
+
+def _stand_in_program(bundle: FirmwareBundle, tmp_path: Path, methods: list[str]) -> Path:
+    """Compile main + every shipped .cc against the stand-ins, whose resolver has just the
+    listed Add methods; return the program."""
+    _write_stand_ins(tmp_path, methods)
     (tmp_path / "main.cc").write_text(REGISTER_ALL)
+    (tmp_path / "definitions.cc").write_text(STAND_IN_DEFINITIONS)
     sources = [p for p in bundle.kernel_files if p.suffix == ".cc"]
     program = tmp_path / "program"
     includes = ["-I", tmp_path / "tflm", "-I", bundle.folder, "-I", bundle.folder / "kernels"]
-    compile_cc(*includes, tmp_path / "main.cc", *sources, "-o", program, cwd=tmp_path)
+    main = (tmp_path / "main.cc", tmp_path / "definitions.cc")
+    compile_cc(*includes, *main, *sources, "-o", program, cwd=tmp_path)
     return program
 
 

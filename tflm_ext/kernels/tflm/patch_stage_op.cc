@@ -3,15 +3,20 @@
 // for memory: persistent memory for the parsed options (Init) and the TensorRef array
 // (Prepare, so Eval needs no large stack), and the tile scratch in the arena (Prepare).
 //
-// Not compiled in this repository (no TFLM headers ship with the wheel); the host adapter
-// (../host/host_registerer.cc) runs the same arithmetic through the same calls and is tested
-// bit-exact against TFLM's builtins. TFLM moved its C types into tflite::micro in October
-// 2026; the using-directives below find them in either place.
+// No TFLM headers ship with the wheel, so tests compile this file against stand-ins of the
+// pinned tree's layout and link it against the wheel's _runtime.so (every TFLM function
+// called here is exported there); the host adapter (../host/host_registerer.cc) runs the same
+// arithmetic through the same calls, bit-exact against TFLM's builtins. TFLM moved its C types into tflite::micro in October
+// 2026; the using-directives below find them in either place. The C types come through
+// micro_common.h (via patch_stage_op.h and kernel_util.h): older trees include
+// tensorflow/lite/c/common.h from there; 2026 trees define the types in it and their own
+// sources include tensorflow/lite/micro/c/common.h, so a tensorflow/lite/c/common.h there is
+// missing or TF Lite's, whose global types would clash with tflite::micro's.
 #include "tflm/patch_stage_op.h"
 
 #include "patch_stage.h"
-#include "tensorflow/lite/c/common.h"
 #include "tensorflow/lite/micro/kernels/kernel_util.h"
+#include "tensorflow/lite/micro/micro_common.h"
 #include "tensorflow/lite/micro/micro_log.h"
 
 namespace tflm_ext {
@@ -33,6 +38,11 @@ ps::ElementType TypeOf(TfLiteType type) {
   if (type == kTfLiteInt32) return ps::kTypeInt32;
   return ps::kTypeOther;
 }
+
+// NumInputs/NumOutputs live in tensorflow/lite/kernels/kernel_util.h (tflite) in older trees
+// and in micro/kernels/kernel_util.h (tflite::micro) in newer ones; the node's arrays are the
+// same everywhere.
+int CountOf(const TfLiteIntArray* indices) { return indices == nullptr ? 0 : indices->size; }
 
 ps::TensorRef RefOf(const TfLiteEvalTensor* tensor) {
   if (tensor == nullptr || tensor->dims == nullptr) return {nullptr, nullptr, 0, ps::kTypeOther};
@@ -62,8 +72,8 @@ void* Init(TfLiteContext* context, const char* buffer, size_t length) {
 TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   OpData* data = static_cast<OpData*>(node->user_data);
   TF_LITE_ENSURE(context, data != nullptr && data->stage != nullptr);
-  TF_LITE_ENSURE_EQ(context, NumOutputs(node), 1);
-  data->input_count = NumInputs(node);
+  TF_LITE_ENSURE_EQ(context, CountOf(node->outputs), 1);
+  data->input_count = CountOf(node->inputs);
   data->inputs = static_cast<ps::TensorRef*>(context->AllocatePersistentBuffer(
       context, sizeof(ps::TensorRef) * (data->input_count + 1)));
   TF_LITE_ENSURE(context, data->inputs != nullptr);
