@@ -12,20 +12,21 @@ rewritten model on N random inputs on the wheel's interpreter and compare bit fo
 measure both arenas (bisected minimum, TFLM's head), and time both with ``run_batch``
 (median invoke, each model in its own child).
 
-Two modes: "custom" fuses each stage into one TFLM_EXT_PATCH_STAGE op; "builtin" splits it
-into builtin ops, run only when ``rewrite_stage`` takes a ``mode`` keyword (else "n/a").
-Extra MACs: the plan's recomputed overlaps in custom mode (the custom op counts no MACs in
-``graph_stats``); counted from the rewritten graph in builtin mode. The bound is the plan's
-analytic bound (``planned_peak``: the larger of each stage's working set on its grid and the
-peak of the rest); the floor is the split's ``split_floor`` (every stage at one output pixel
-per tile, what no grid can beat). A model the planner cannot or will not patch is reported
-with the planner's reason. The targets are printed at the end.
+Two modes: "custom" fuses each planned stage into one TFLM_EXT_PATCH_STAGE op; "builtin"
+splits the leading stage that ``builtin_planner.plan_builtin`` chose by measuring its
+candidates into builtin ops (a model none of whose splits shrinks the arena is reported
+with the reason). Extra MACs: the plan's recomputed overlaps in custom mode (the custom op
+counts no MACs in ``graph_stats``); counted from the rewritten graph in builtin mode. The
+bound is the plan's analytic bound (``planned_peak``: the larger of each stage's working set
+on its grid and the peak of the rest); the floor is the split's ``split_floor`` (every stage
+at one output pixel per tile, what no grid can beat; for a builtin split, its own peak). A
+model the planner cannot or will not patch is reported with the planner's reason. The targets
+are printed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import logging
 import os
 import statistics
@@ -41,6 +42,7 @@ import numpy as np  # noqa: E402  (after the path fix, like every import below)
 
 from benchmarks.models import BENCHMARK_MODELS  # noqa: E402
 from tflm_ext.arena import ArenaMeasurement, measure_arena  # noqa: E402
+from tflm_ext.builtin_planner import plan_builtin  # noqa: E402
 from tflm_ext.errors import TflmExtError  # noqa: E402
 from tflm_ext.graph_stats import graph_stats  # noqa: E402
 from tflm_ext.inference import run_batch  # noqa: E402
@@ -57,10 +59,11 @@ MBV2_224_EXTRA_MACS = 0.20
 
 @dataclass(frozen=True)
 class ModeResult:
-    """One rewrite of a model's plan: its arena, extra MACs and latency next to the
+    """One mode's plan and rewrite: its arena, extra MACs and latency next to the
     original's, and whether it matched bit for bit; ``error`` when the mode failed."""
 
     mode: str
+    plan: PatchPlan | None = None
     identical: bool = False
     after: ArenaMeasurement | None = None
     extra_macs: int = 0
@@ -162,37 +165,41 @@ def benchmark(name: str, model_bytes: bytes, inputs: int, spec: PlannerSpec) -> 
         result.reason = str(e)
         return result
     result.reason = result.plan.reason
-    if not result.plan.stages:
-        return result
     for mode in MODES:
-        result.modes[mode] = _run_mode(mode, model_bytes, result, features)
+        if mode == "custom" and not result.plan.stages:
+            result.modes[mode] = result.plan.reason  # the planner's own words: kept
+        else:
+            result.modes[mode] = _run_mode(mode, model_bytes, result, features, spec)
     return result
 
 
 def _run_mode(
-    mode: str, model_bytes: bytes, result: ModelResult, features: np.ndarray
+    mode: str, model_bytes: bytes, result: ModelResult, features: np.ndarray, spec: PlannerSpec
 ) -> ModeResult | str:
-    """The mode's measurements, "n/a" when rewrite_stage lacks it, its error if it fails."""
-    if mode != "custom" and "mode" not in inspect.signature(rewrite_stage).parameters:
-        return "n/a (rewrite_stage has no mode keyword)"
+    """The mode's measurements, why it kept the model, or its error if it failed."""
     try:
-        rewritten = rewrite_all(model_bytes, result.plan, mode)
+        if mode == "custom":
+            mode_plan, rewritten = result.plan, rewrite_all(model_bytes, result.plan)
+        else:
+            choice = plan_builtin(model_bytes, spec)
+            mode_plan, rewritten = choice.plan, choice.model_bytes
+            if rewritten is None:
+                return choice.plan.reason
         report = verify(model_bytes, rewritten, inputs=len(features))
         stats = graph_stats(rewritten)
-        extra = result.plan.extra_macs if mode == "custom" else stats.total_macs - result.macs
+        extra = mode_plan.extra_macs if mode == "custom" else stats.total_macs - result.macs
         ratio = _median_latency(rewritten, features) / result.latency_ms
     except TflmExtError as e:
         return ModeResult(mode, error=str(e).splitlines()[0])
-    return ModeResult(mode, report.identical, report.arena_after, extra, ratio, len(stats.ops))
+    return ModeResult(
+        mode, mode_plan, report.identical, report.arena_after, extra, ratio, len(stats.ops)
+    )
 
 
-def rewrite_all(model_bytes: bytes, patch_plan: PatchPlan, mode: str) -> bytes:
+def rewrite_all(model_bytes: bytes, patch_plan: PatchPlan) -> bytes:
     """Fuse every planned stage, last first so the earlier stages' indices stay valid."""
-    keywords = {} if mode == "custom" else {"mode": mode}
     for stage in sorted(patch_plan.stages, key=lambda s: -s.first_op):
-        model_bytes = rewrite_stage(
-            model_bytes, stage.first_op, stage.last_op, stage.grid, **keywords
-        )
+        model_bytes = rewrite_stage(model_bytes, stage.first_op, stage.last_op, stage.grid)
     return model_bytes
 
 
@@ -232,30 +239,25 @@ def print_table(results: list[ModelResult]) -> None:
 def _rows(result: ModelResult) -> list[tuple[str, ...]]:
     before = result.before
     unpatched = f"{before.bisected_min:,}", f"{before.head:,}"
-    if not result.modes:
-        return [(result.name, "none", "-", str(result.op_count), *unpatched, *("-",) * 7)]
-    stages = ", ".join(
-        f"{s.first_op}..{s.last_op}@{s.grid[0]}x{s.grid[1]}" for s in result.plan.stages
-    )
-    plan = result.plan
-    bounds = f"{plan.planned_peak:,}", f"{plan.split_floor:,}"
     rows = []
-    for mode, outcome in result.modes.items():
+    for mode, outcome in result.modes.items() or [("none", "")]:
         if isinstance(outcome, str) or outcome.error:
-            status = "n/a" if isinstance(outcome, str) else "failed"
-            dashes = ("-",) * 3
-            rows.append((result.name, mode, stages, "-", *unpatched, bounds[0], "-", bounds[1],
-                         *dashes, status))  # fmt: skip
+            status = "kept" if isinstance(outcome, str) else "failed"
+            rows.append((result.name, mode, "-", str(result.op_count), *unpatched,
+                         *("-",) * 6, status))  # fmt: skip
             continue
-        after, percent = outcome.after, 100 * outcome.extra_macs / max(result.macs, 1)
+        plan, after = outcome.plan, outcome.after
+        stages = ", ".join(f"{s.first_op}..{s.last_op}@{s.grid[0]}x{s.grid[1]}"
+                           for s in plan.stages)  # fmt: skip
+        percent = 100 * outcome.extra_macs / max(result.macs, 1)
         rows.append(
             (
                 result.name, mode, stages, f"{result.op_count} -> {outcome.op_count}",
                 f"{before.bisected_min:,} -> {after.bisected_min:,}",
                 f"{before.head:,} -> {after.head:,}",
-                bounds[0],
+                f"{plan.planned_peak:,}",
                 f"{after.head / max(plan.planned_peak, 1):.3f}",
-                bounds[1],
+                f"{plan.split_floor:,}",
                 f"{after.head / max(plan.split_floor, 1):.3f}",
                 f"{outcome.extra_macs:,} ({percent:.1f}%)",
                 f"{outcome.latency_ratio:.2f}",
@@ -266,7 +268,7 @@ def _rows(result: ModelResult) -> list[tuple[str, ...]]:
 
 
 def print_notes(results: list[ModelResult]) -> None:
-    """Why a mode shows n/a or failed, in full."""
+    """Why a mode kept the model or failed, in full."""
     notes = [
         f"  {r.name} {mode}: {o if isinstance(o, str) else o.error}"
         for r in results
@@ -274,7 +276,7 @@ def print_notes(results: list[ModelResult]) -> None:
         if isinstance(o, str) or o.error
     ]
     if notes:
-        print("\nmodes not measured:")
+        print("\nmodes that kept the model or failed:")
         print("\n".join(notes))
 
 
@@ -314,8 +316,8 @@ def _verdict(checks: list[bool]) -> str:
 def _bound_target(results: list[ModelResult]) -> tuple[str, str, str]:
     name = f"custom-op head within {BOUND_SLACK - 1:.0%} of the analytic bound"
     pairs = [(r, _ran(r)) for r in results if _ran(r)]
-    checks = [m.after.head <= BOUND_SLACK * r.plan.planned_peak for r, m in pairs]
-    detail = ", ".join(f"{r.name} {m.after.head:,} / {r.plan.planned_peak:,} B" for r, m in pairs)
+    checks = [m.after.head <= BOUND_SLACK * m.plan.planned_peak for _, m in pairs]
+    detail = ", ".join(f"{r.name} {m.after.head:,} / {m.plan.planned_peak:,} B" for r, m in pairs)
     return name, _verdict(checks), detail or "no model was patched"
 
 

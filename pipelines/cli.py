@@ -308,17 +308,27 @@ def _export(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _plan_text(plan) -> str:
-    rows = ["| chosen | ops | grid | peak B | extra MACs |", "| --- | --- | --- | ---: | ---: |"]
+    """The stages weighed as a table (measured arena where the builtin search measured it)
+    and the plan's figures."""
+    rows = [
+        "| chosen | ops | grid | live peak B | measured arena B | extra MACs |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
+    ]
     for chosen, stage in [(True, s) for s in plan.stages] + [(False, s) for s in plan.alternatives]:
         grid = f"{stage.grid[0]}x{stage.grid[1]}"
+        arena = f"{stage.arena_bytes:,}" if stage.arena_bytes else "-"
         rows.append(
             f"| {'yes' if chosen else ''} | {stage.first_op}..{stage.last_op} | {grid} | "
-            f"{stage.peak_bytes:,} | {stage.extra_macs:,} |"
+            f"{stage.peak_bytes:,} | {arena} | {stage.extra_macs:,} |"
         )
+    floor = (
+        f" (this split's floor on 1-pixel tiles {plan.split_floor:,} B)"
+        if plan.split_floor != plan.planned_peak
+        else ""
+    )
     rows.append(
-        f"\npeak {plan.original_peak:,} B -> analytic bound {plan.planned_peak:,} B (this "
-        f"split's floor on 1-pixel tiles {plan.split_floor:,} B), extra MACs "
-        f"{plan.extra_macs:,}; {plan.reason}"
+        f"\npeak {plan.original_peak:,} B -> analytic bound {plan.planned_peak:,} B{floor}, "
+        f"extra MACs {plan.extra_macs:,}; {plan.reason}"
     )
     return "\n".join(rows)
 

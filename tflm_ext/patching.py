@@ -9,11 +9,12 @@ arena is not smaller is dropped with the reason (``PatchOutcome.model_bytes`` is
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
+from tflm_ext.builtin_planner import plan_builtin
 from tflm_ext.errors import TflmExtError
 from tflm_ext.planner import PatchPlan, PlannerSpec, keep_if_smaller, plan
 from tflm_ext.rewrite import VerifyReport, rewrite_stage, verify
@@ -47,31 +48,23 @@ def patch_model(
 ) -> PatchOutcome:
     """Plan, rewrite (last stage first, so earlier op indices stay valid) and verify.
 
-    In builtin mode a plan that does not shrink the arena is retried with one stage on
-    coarse grids: the planner models the custom op, and every tile the builtin split adds
-    costs persistent arena it does not see, so fine grids can lose what the head gains.
+    Custom mode plans with the memory model of the custom op (``planner.plan``). Builtin
+    mode measures its candidate splits instead (``builtin_planner.plan_builtin``): each
+    tile's operators cost persistent arena the custom op's model does not see.
 
     Raises NothingPatchableError when the model has nothing patchable and TflmExtError
     when a rewrite is not bit-exact; returns an outcome without a model when patching
     would not lower the measured arena.
     """
-    outcome = _attempt(model_bytes, spec, mode, inputs, seed)
-    coarse = replace(spec, grids=tuple(g for g in spec.grids if g <= 3) or (2,), max_stages=1)
-    if mode == "builtin" and not outcome.applied and coarse != spec:
-        log.info("builtin split did not shrink the arena; retrying with %s", coarse)
-        retry = _attempt(model_bytes, coarse, mode, inputs, seed)
-        outcome = retry if retry.applied else outcome
-    return outcome
-
-
-def _attempt(model_bytes: bytes, spec: PlannerSpec, mode: Mode, inputs, seed: int):
-    chosen = plan(model_bytes, spec)
-    if not chosen.stages:
+    if mode == "builtin":
+        choice = plan_builtin(model_bytes, spec)
+        chosen, rewritten = choice.plan, choice.model_bytes
+    else:
+        chosen = plan(model_bytes, spec)
+        rewritten = _rewrite_all(model_bytes, chosen) if chosen.stages else None
+    if rewritten is None:
         log.info("not patched: %s", chosen.reason)
         return PatchOutcome(plan=chosen, mode=mode)
-    rewritten = model_bytes
-    for stage in sorted(chosen.stages, key=lambda s: s.first_op, reverse=True):
-        rewritten = _rewrite(rewritten, stage.first_op, stage.last_op, stage.grid, mode)
     report = verify(model_bytes, rewritten, inputs, seed=seed)
     if not report.identical:
         raise TflmExtError(f"the patched model differs from the original: {report.first_mismatch}")
@@ -81,7 +74,8 @@ def _attempt(model_bytes: bytes, spec: PlannerSpec, mode: Mode, inputs, seed: in
     )
 
 
-def _rewrite(model_bytes: bytes, first: int, last: int, grid: tuple[int, int], mode: Mode):
-    if mode == "custom":
-        return rewrite_stage(model_bytes, first, last, grid)
-    return rewrite_stage(model_bytes, first, last, grid, mode=mode)
+def _rewrite_all(model_bytes: bytes, chosen: PatchPlan) -> bytes:
+    rewritten = model_bytes
+    for stage in sorted(chosen.stages, key=lambda s: s.first_op, reverse=True):
+        rewritten = rewrite_stage(rewritten, stage.first_op, stage.last_op, stage.grid)
+    return rewritten

@@ -67,7 +67,9 @@ class PlannerSpec:
 class StagePlan:
     """Operators first..last fused and tiled over grid (rows, cols); the whole graph's live
     peak once this stage and the ones before it are fused; the stage's extra MACs and
-    working set (input + output + scratch)."""
+    working set (custom op: input + output + scratch; builtin split: the rewritten model's
+    live peak); the rewritten model's measured total arena where one was measured (the
+    builtin search measures every candidate), else 0."""
 
     first_op: int
     last_op: int
@@ -75,6 +77,7 @@ class StagePlan:
     peak_bytes: int
     extra_macs: int
     working_set_bytes: int
+    arena_bytes: int = 0
 
 
 @dataclass(frozen=True)
