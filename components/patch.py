@@ -36,7 +36,10 @@ class PatchSpec:
 
 @dataclass(frozen=True)
 class PatchResult:
-    """The patched model if one was kept, and in any case the reason and the figures."""
+    """The patched model if one was kept, and in any case the reason, the figures (arena
+    bisected on TFLM; the plan's analytic bound and its split's 1-pixel floor, 0 when there
+    was no plan) and the report files: the plan table and memory-per-layer plots of both
+    models, for tracking."""
 
     patched: QuantizedModel | None
     reason: str
@@ -44,6 +47,16 @@ class PatchResult:
     arena_before: int = 0
     arena_after: int = 0
     extra_macs: int = 0
+    bound_bytes: int = 0
+    floor_bytes: int = 0
+    report_files: tuple[Path, ...] = ()
+
+    def metrics(self) -> dict[str, float]:
+        """The figures as ``patch.*`` metrics (none when patching did not run)."""
+        if not self.arena_before:
+            return {}
+        names = ("arena_before", "arena_after", "extra_macs", "bound_bytes", "floor_bytes")
+        return {f"patch.{n}": float(getattr(self, n)) for n in names}
 
 
 def run(spec: PatchSpec, quantized: QuantizedModel, features: FeatureSet, out_dir: Path,
@@ -78,14 +91,35 @@ def _result(outcome, quantized: QuantizedModel, out_dir: Path) -> PatchResult:
         "arena_before": report.arena_before.bisected_min if report else 0,
         "arena_after": report.arena_after.bisected_min if report else 0,
         "extra_macs": outcome.plan.extra_macs,
+        "bound_bytes": outcome.plan.planned_peak,
+        "floor_bytes": outcome.plan.split_floor,
     }
-    if not outcome.applied:
-        return PatchResult(patched=None, reason=outcome.plan.reason, **figures)
     out_dir.mkdir(parents=True, exist_ok=True)
+    files = [_write_plan(outcome, out_dir / "patch_plan.md")]
+    files.append(_write_memory_plot(quantized.read_bytes(), out_dir / "memory_unpatched.png"))
+    if not outcome.applied:
+        return PatchResult(None, outcome.plan.reason, report_files=tuple(files), **figures)
     path = out_dir / f"model_int8_patched_{outcome.mode}.tflite"
     path.write_bytes(outcome.model_bytes)
+    files.append(_write_memory_plot(outcome.model_bytes, out_dir / "memory_patched.png"))
     reason = f"{len(stages)} stage(s) patched ({outcome.mode} mode), verified bit-exact"
     log.info("%s: arena %d -> %d B", reason, figures["arena_before"], figures["arena_after"])
     patched = QuantizedModel(path=path, labels=quantized.labels,
                              input_shape=quantized.input_shape, frontend=quantized.frontend)
-    return PatchResult(patched=patched, reason=reason, stages=stages, **figures)
+    return PatchResult(patched, reason, stages, report_files=tuple(files), **figures)
+
+
+def _write_plan(outcome, path: Path) -> Path:
+    from tflm_ext.planner import plan_table
+
+    path.write_text(f"# Patch plan ({outcome.mode} mode)\n\n{plan_table(outcome.plan)}\n")
+    return path
+
+
+def _write_memory_plot(model_bytes: bytes, path: Path) -> Path:
+    """Memory per layer as planned (no interpreter: both models were measured already)."""
+    import tflm_ext
+    from components import plots
+
+    plots.memory_per_layer(tflm_ext.profile(model_bytes, measure=False)).savefig(path, dpi=100)
+    return path

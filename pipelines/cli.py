@@ -263,6 +263,7 @@ def _patch(args: argparse.Namespace, extra: list[str]) -> int:
     import tflm_ext
     from pipelines.config import load_device
     from tflm_ext.patching import patch_model
+    from tflm_ext.planner import plan_table
 
     device = load_device(args.device) if args.device else None
     model = Path(args.model)
@@ -271,7 +272,7 @@ def _patch(args: argparse.Namespace, extra: list[str]) -> int:
         max_extra_mac_fraction=args.max_extra_macs, grids=args.grids, max_stages=args.max_stages
     )
     outcome = patch_model(model.read_bytes(), spec, mode=args.mode, inputs=args.verify_inputs)
-    print(_plan_text(outcome.plan))
+    print(plan_table(outcome.plan))
     if not outcome.applied:
         print(f"not written: {outcome.plan.reason}")
         return 0
@@ -307,30 +308,6 @@ def _export(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-def _plan_text(plan) -> str:
-    """The stages weighed as a table (measured arena where the builtin search measured it)
-    and the plan's figures."""
-    rows = [
-        "| chosen | ops | grid | live peak B | measured arena B | extra MACs |",
-        "| --- | --- | --- | ---: | ---: | ---: |",
-    ]
-    for chosen, stage in [(True, s) for s in plan.stages] + [(False, s) for s in plan.alternatives]:
-        grid = f"{stage.grid[0]}x{stage.grid[1]}"
-        arena = f"{stage.arena_bytes:,}" if stage.arena_bytes else "-"
-        rows.append(
-            f"| {'yes' if chosen else ''} | {stage.first_op}..{stage.last_op} | {grid} | "
-            f"{stage.peak_bytes:,} | {arena} | {stage.extra_macs:,} |"
-        )
-    floor = (
-        f" (this split's floor on 1-pixel tiles {plan.split_floor:,} B)"
-        if plan.split_floor != plan.planned_peak
-        else ""
-    )
-    rows.append(
-        f"\npeak {plan.original_peak:,} B -> analytic bound {plan.planned_peak:,} B{floor}, "
-        f"extra MACs {plan.extra_macs:,}; {plan.reason}"
-    )
-    return "\n".join(rows)
 
 
 def _require_file(path) -> None:

@@ -76,6 +76,7 @@ def run(
     # kept (verified bit-exact, smaller measured arena); the unpatched figures ride along.
     candidate, evaluation = patched.patched or quantized, evaluations[-1]
     extra_metrics = _prefixed("unpatched", evaluations[0]) if patched.patched else {}
+    extra_metrics |= patched.metrics()
     uri = tracking_uri or track.default_tracking_uri(work)
     with _timed(timings, "gate"):
         baseline = track.production_baseline(
@@ -94,6 +95,7 @@ def run(
             gates=gates,
             timings=timings,
             extra_metrics=extra_metrics,
+            extra_artifacts=patched.report_files,
             extra_tags={
                 "patch.applied": str(patched.patched is not None).lower(),
                 "patch.reason": patched.reason[:5000],
@@ -118,7 +120,10 @@ def run(
 
 
 def _prefixed(prefix: str, evaluation: Evaluation) -> dict[str, float]:
-    names = ("int8_accuracy", "arena_total", "arena_head", "arena_tail", "flash_bytes", "macs")
+    names = (
+        "int8_accuracy", "arena_total", "arena_head", "arena_tail", "arena_bisected",
+        "flash_bytes", "macs", "host_latency_ms",
+    )  # fmt: skip
     return {f"{prefix}.{n}": float(getattr(evaluation, n)) for n in names}
 
 

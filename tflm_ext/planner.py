@@ -361,6 +361,32 @@ def _result(search: _Search, chosen: tuple[_Option, ...], why_not: str) -> Patch
     )  # fmt: skip
 
 
+def plan_table(plan: PatchPlan) -> str:
+    """Markdown: the stages weighed (chosen first; measured arena where the builtin search
+    measured it), then the plan's peak, bound, floor, extra MACs and reason."""
+    rows = [
+        "| chosen | ops | grid | live peak B | measured arena B | extra MACs |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    for chosen, stage in [(True, s) for s in plan.stages] + [(False, s) for s in plan.alternatives]:
+        grid = f"{stage.grid[0]}x{stage.grid[1]}"
+        arena = f"{stage.arena_bytes:,}" if stage.arena_bytes else "-"
+        rows.append(
+            f"| {'yes' if chosen else ''} | {stage.first_op}..{stage.last_op} | {grid} | "
+            f"{stage.peak_bytes:,} | {arena} | {stage.extra_macs:,} |"
+        )
+    floor = (
+        f" (this split's floor on 1-pixel tiles {plan.split_floor:,} B)"
+        if plan.split_floor != plan.planned_peak
+        else ""
+    )
+    rows.append(
+        f"\npeak {plan.original_peak:,} B -> analytic bound {plan.planned_peak:,} B{floor}, "
+        f"extra MACs {plan.extra_macs:,}; {plan.reason}"
+    )
+    return "\n".join(rows)
+
+
 def keep_if_smaller(
     patch_plan: PatchPlan, original: ArenaMeasurement, patched: ArenaMeasurement
 ) -> PatchPlan:

@@ -57,6 +57,13 @@ def test_dominant_first_stage_is_patched_and_verified(stage_heavy, features, tmp
     assert result.patched is not None, result.reason
     assert "verified bit-exact" in result.reason and result.stages
     assert result.arena_after < result.arena_before
+    assert 0 < result.floor_bytes <= result.bound_bytes
+    metrics = result.metrics()
+    assert metrics["patch.arena_after"] == result.arena_after and len(metrics) == 5
+    names = {p.name for p in result.report_files}
+    assert names == {"patch_plan.md", "memory_unpatched.png", "memory_patched.png"}
+    assert all(p.stat().st_size > 0 for p in result.report_files)
+    assert "| yes |" in (tmp_path / "patch_plan.md").read_text()
     x, _ = feature_records.load_split(features, "test")
     before = tflm_ext.run_isolated(tflm_ext.run_batch, stage_heavy.read_bytes(), x).scores
     after = tflm_ext.run_isolated(tflm_ext.run_batch, result.patched.read_bytes(), x).scores
@@ -66,6 +73,7 @@ def test_dominant_first_stage_is_patched_and_verified(stage_heavy, features, tmp
 def test_disabled_patch_keeps_the_model(stage_heavy, features, tmp_path):
     off = patch.run(patch.PatchSpec(enabled=False), stage_heavy, features, tmp_path)
     assert off.patched is None and "disabled" in off.reason
+    assert off.metrics() == {} and off.report_files == ()
 
 
 def test_unpatchable_model_is_kept_with_the_reason(features, tmp_path):

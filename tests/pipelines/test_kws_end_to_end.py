@@ -76,6 +76,8 @@ def test_mlflow_holds_metrics_registered_versions_and_gate_tags(runs):
     assert "latency_ms" in failed.data.tags["gate.failed_rules"]
     assert passed.data.tags["patch.applied"] in {"true", "false"}
     assert passed.data.tags["patch.reason"]
+    extra = {a.path for a in client.list_artifacts(passed.info.run_id, "extra")}
+    assert {"extra/patch_plan.md", "extra/memory_unpatched.png"} <= extra
     for run in finished:
         m = run.data.metrics
         assert 0.0 <= m["int8_accuracy"] <= 1.0 and m["arena_total"] > 0
