@@ -85,6 +85,18 @@ def test_patch_tries_only_the_grids_given(inverted_residual_int8_model, tmp_path
     assert grids == {"2x2"}, rows
 
 
+def test_patch_in_builtin_mode_reports_every_measured_split(
+    inverted_residual_int8_model, tmp_path, capsys
+):
+    model, out = tmp_path / "ir.tflite", tmp_path / "ir_builtin.tflite"
+    model.write_bytes(inverted_residual_int8_model)
+    assert cli.main(["patch", str(model), "--output", str(out), "--mode", "builtin"]) == 0
+    text = capsys.readouterr().out
+    rows = [line.split("|") for line in text.splitlines() if line.startswith("| ")][2:]
+    assert rows and all(int(row[5].replace(",", "")) > 0 for row in rows)  # measured arena
+    assert ("not written" in text) != out.is_file()
+
+
 @pytest.mark.parametrize("grids", ["2,x", "1,4", ""])
 def test_patch_refuses_bad_grids_before_any_work(grids, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
