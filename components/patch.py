@@ -29,7 +29,7 @@ class PatchSpec:
     enabled: bool = True
     mode: Literal["custom", "builtin"] = "custom"
     max_extra_mac_fraction: Annotated[float, Field(ge=0)] = 0.2
-    grids: tuple[Annotated[int, Field(gt=0)], ...] = (2, 3, 4, 5, 6, 8)
+    grids: tuple[Annotated[int, Field(gt=1)], ...] = (2, 3, 4, 5, 6, 8, 12, 16)
     max_stages: Annotated[int, Field(gt=0)] = 3
     verify_examples: Annotated[int, Field(gt=0)] = 16
 

@@ -120,9 +120,10 @@ def _add_patch_parser(sub) -> None:
     patch.add_argument(
         "--grids",
         type=_grid_list,
-        default=(2, 3, 4, 5, 6, 8),
+        default=None,
         metavar="N,N,...",
-        help="square tile grids to try, each at least 2 (default 2,3,4,5,6,8)",
+        help="square tile grids to try, each at least 2 (default: the planner's, "
+        "2,3,4,5,6,8,12,16)",
     )
     patch.add_argument(
         "--verify-inputs",
@@ -269,7 +270,9 @@ def _patch(args: argparse.Namespace, extra: list[str]) -> int:
     model = Path(args.model)
     _require_file(model)
     spec = tflm_ext.PlannerSpec(
-        max_extra_mac_fraction=args.max_extra_macs, grids=args.grids, max_stages=args.max_stages
+        max_extra_mac_fraction=args.max_extra_macs,
+        grids=args.grids or tflm_ext.PlannerSpec().grids,
+        max_stages=args.max_stages,
     )
     outcome = patch_model(model.read_bytes(), spec, mode=args.mode, inputs=args.verify_inputs)
     print(plan_table(outcome.plan))

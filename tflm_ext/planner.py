@@ -42,6 +42,8 @@ from tflm_ext.model_graph import ModelGraph, read_graph
 log = logging.getLogger(__name__)
 
 _ALTERNATIVES = 8  # leading stages reported besides the chosen one
+# Finer grids only win when the MAC budget pays for their overlaps; trying them is cheap.
+DEFAULT_GRIDS = (2, 3, 4, 5, 6, 8, 12, 16)
 _HEAD_CHECKS = 16  # peak limits tried when TFLM's greedy plan does not shrink
 
 
@@ -51,7 +53,7 @@ class PlannerSpec:
     square grids (n x n, clipped to the stage output) to try; the most stages to fuse."""
 
     max_extra_mac_fraction: float = 0.2
-    grids: tuple[int, ...] = (2, 3, 4, 5, 6, 8)
+    grids: tuple[int, ...] = DEFAULT_GRIDS
     max_stages: int = 3
 
     def __post_init__(self) -> None:

@@ -85,3 +85,12 @@ def test_unpatchable_model_is_kept_with_the_reason(features, tmp_path):
     kept = patch.run(patch.PatchSpec(), pooled, features, tmp_path)
     assert kept.patched is None and "nothing patchable" in kept.reason
     assert not list(tmp_path.glob("*patched*"))
+
+
+def test_default_grids_are_the_planners():
+    assert patch.PatchSpec().grids == tflm_ext.PlannerSpec().grids
+
+
+def test_a_grid_below_two_is_refused_by_the_spec():
+    with pytest.raises(ValueError, match="grids"):
+        patch.PatchSpec(grids=(1, 4))
