@@ -13,8 +13,8 @@ is the largest of these. The search is exact over that model:
   operator above P; stages covering nothing above P are never needed.
 - Binary search finds the smallest P coverable within the extra MAC budget. TFLM's greedy
   planner can fragment, so the plans at that P and at the next few larger limits are each
-  simulated as TFLM plans them; the smallest arena head wins (then live peak, then MACs),
-  provided it is below the model's own.
+  simulated as TFLM plans them; the smallest arena head wins (then fewer extra MACs, then live
+  peak: MACs that do not lower the head buy nothing), provided it is below the model's own.
 Stages may start anywhere; the model is refused ("nothing patchable") only when no valid
 stage can start at operator 0, which is where MCUNetV2's per-patch stage sits.
 
@@ -171,7 +171,7 @@ def _best_plan(search: _Search) -> tuple[tuple[_Option, ...], str]:
         chosen = _cover(search, limit, search.budget)
         if chosen and chosen not in plans:
             plans[chosen] = (mp.planned_head(_fused(search, chosen)), _peak_with(search, chosen))
-    best = min(plans, key=lambda c: (*plans[c], sum(o.cost.extra_macs for o in c)))
+    best = min(plans, key=lambda c: (plans[c][0], sum(o.cost.extra_macs for o in c), plans[c][1]))
     if plans[best][0] < original_head:
         return best, ""
     return (), (
