@@ -65,6 +65,8 @@ def plan_builtin(model_bytes: bytes, spec: PlannerSpec) -> BuiltinChoice:
     ]
     totals = run_isolated(recorded_totals, [model_bytes, *rewritten])
     original_total, measured = totals[0], totals[1:]
+    if original_total is None:
+        raise TflmExtError("the original model does not build on TFLM's interpreter")
     stages = [
         _stage_plan(last, grid, extra, model, total)
         for (last, grid, extra), model, total in zip(candidates, rewritten, measured, strict=True)
@@ -76,8 +78,8 @@ def plan_builtin(model_bytes: bytes, spec: PlannerSpec) -> BuiltinChoice:
     if not stages or stages[0].arena_bytes >= original_total:
         best = f"; the best, {stages[0].arena_bytes} B" if stages else ""
         reason = (
-            f"model kept as it is: none of {len(candidates)} builtin splits measured below the "
-            f"original's {original_total} B of arena{best}"
+            f"model kept as it is: none of {len(candidates)} builtin splits within the budget of "
+            f"{budget} extra MACs measured below the original's {original_total} B of arena{best}"
         )
         plan = PatchPlan((), original_peak, original_peak, original_peak, 0, tuple(stages[:8]),
                          reason, mp.planned_head(original), mp.planned_head(original))  # fmt: skip
