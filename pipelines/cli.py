@@ -100,7 +100,9 @@ def _add_patch_parser(sub) -> None:
         "measured arena is smaller.",
     )
     patch.add_argument("model", help="an int8 .tflite")
-    patch.add_argument("--output", required=True, help="where to write the patched .tflite")
+    patch.add_argument(
+        "--output", help="where to write the patched .tflite (default: MODEL_patched.tflite)"
+    )
     patch.add_argument("--device", help="device YAML: reports whether the result fits")
     patch.add_argument(
         "--mode",
@@ -279,12 +281,13 @@ def _patch(args: argparse.Namespace, extra: list[str]) -> int:
     if not outcome.applied:
         print(f"not written: {outcome.plan.reason}")
         return 0
-    Path(args.output).write_bytes(outcome.model_bytes)
+    output = Path(args.output) if args.output else model.with_name(f"{model.stem}_patched.tflite")
+    output.write_bytes(outcome.model_bytes)
     before, after = outcome.report.arena_before, outcome.report.arena_after
     print(
         f"verified bit-exact on {outcome.report.examples} inputs; arena {before.total:,} B "
         f"(head {before.head:,}) -> {after.total:,} B (head {after.head:,}); "
-        f"wrote {args.output}"
+        f"wrote {output}"
     )
     if device:
         fits = after.bisected_min <= device.sram_budget_bytes

@@ -75,6 +75,17 @@ def test_patch_writes_a_verified_smaller_model(inverted_residual_int8_model, tmp
     assert out.is_file() and out.read_bytes() != model.read_bytes()
 
 
+def test_patch_writes_beside_the_model_without_output(
+    inverted_residual_int8_model, tmp_path, capsys
+):
+    model = tmp_path / "ir.tflite"
+    model.write_bytes(inverted_residual_int8_model)
+    device = str(REPO / "configs/devices/nucleo_l4r5zi.yaml")
+    assert cli.main(["patch", str(model), "--device", device, "--verify-inputs", "2"]) == 0
+    assert "ir_patched.tflite" in capsys.readouterr().out
+    assert (tmp_path / "ir_patched.tflite").is_file()
+
+
 def test_patch_tries_only_the_grids_given(inverted_residual_int8_model, tmp_path, capsys):
     model, out = tmp_path / "ir.tflite", tmp_path / "ir_patched.tflite"
     model.write_bytes(inverted_residual_int8_model)
