@@ -75,14 +75,13 @@ class ModeResult:
 
 @dataclass
 class ModelResult:
-    """A model, its plan (None if the planner refused), its original arena and latency,
-    and one result per mode that ran (a string where a mode did not: why)."""
+    """A model, its plan (None if the planner refused), its original arena, and one result
+    per mode (a string where a mode kept the model: why)."""
 
     name: str
     macs: int
     op_count: int
     before: ArenaMeasurement
-    latency_ms: float
     plan: PatchPlan | None = None
     reason: str = ""
     modes: dict[str, ModeResult | str] = field(default_factory=dict)
@@ -158,7 +157,6 @@ def benchmark(name: str, model_bytes: bytes, inputs: int, spec: PlannerSpec) -> 
         stats.total_macs,
         len(stats.ops),
         run_isolated(measure_arena, model_bytes),
-        _median_latency(model_bytes, features),
     )
     try:
         result.plan = plan(model_bytes, spec)
@@ -225,11 +223,6 @@ def paired_latency_ratio(
         after = statistics.median(run_batch(rewritten, features).latency_ms)
         ratios.append(after / before)
     return statistics.median(ratios)
-
-
-def _median_latency(model_bytes: bytes, features: np.ndarray) -> float:
-    """Median invoke time in ms, run in a child process of its own."""
-    return statistics.median(run_isolated(run_batch, model_bytes, features).latency_ms)
 
 
 # ----------------------------------------------------------------------------- report

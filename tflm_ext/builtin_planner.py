@@ -64,17 +64,23 @@ def plan_builtin(model_bytes: bytes, spec: PlannerSpec) -> BuiltinChoice:
         rewrite_stage(model_bytes, 0, last, grid, mode="builtin") for last, grid, _ in candidates
     ]
     totals = run_isolated(recorded_totals, [model_bytes, *rewritten])
-    original_total, measured = totals[0], totals[1:]
+    original_total = totals[0]
     if original_total is None:
         raise TflmExtError("the original model does not build on TFLM's interpreter")
-    stages = [
-        _stage_plan(last, grid, extra, model, total)
-        for (last, grid, extra), model, total in zip(candidates, rewritten, measured, strict=True)
-        if total is not None
-    ]
-    stages.sort(key=lambda s: (s.arena_bytes, s.extra_macs))
+    measured = sorted(
+        (
+            _measured(last, grid, extra, model, total)
+            for (last, grid, extra), model, total in zip(
+                candidates, rewritten, totals[1:], strict=True
+            )
+            if total is not None
+        ),
+        key=lambda m: (m[0].arena_bytes, m[0].extra_macs),
+    )
+    stages = [stage for stage, _, _ in measured]
     original = mp.schedule(graph)
     original_peak = max(size for size, _ in mp.live_per_step(original))
+    original_head = mp.planned_head(original)
     if not stages or stages[0].arena_bytes >= original_total:
         best = f"; the best, {stages[0].arena_bytes} B" if stages else ""
         reason = (
@@ -82,11 +88,9 @@ def plan_builtin(model_bytes: bytes, spec: PlannerSpec) -> BuiltinChoice:
             f"{budget} extra MACs measured below the original's {original_total} B of arena{best}"
         )
         plan = PatchPlan((), original_peak, original_peak, original_peak, 0, tuple(stages[:8]),
-                         reason, mp.planned_head(original), mp.planned_head(original))  # fmt: skip
+                         reason, original_head, original_head)  # fmt: skip
         return BuiltinChoice(plan, None)
-    chosen = stages[0]
-    model = rewritten[candidates.index((chosen.last_op, chosen.grid, chosen.extra_macs))]
-    head = mp.profile(model, measure=False).planned_head
+    chosen, model, head = measured[0]
     reason = (
         f"builtin split of operators 0..{chosen.last_op} on {chosen.grid[0]}x{chosen.grid[1]} "
         f"tiles: {chosen.arena_bytes} B of arena against the original's {original_total} B, "
@@ -96,7 +100,7 @@ def plan_builtin(model_bytes: bytes, spec: PlannerSpec) -> BuiltinChoice:
     log.info(reason)
     plan = PatchPlan((chosen,), original_peak, chosen.peak_bytes, chosen.peak_bytes,
                      chosen.extra_macs, tuple(stages[1:9]), reason,
-                     mp.planned_head(original), head)  # fmt: skip
+                     original_head, head)  # fmt: skip
     return BuiltinChoice(plan, model)
 
 
@@ -116,12 +120,14 @@ def recorded_totals(models: list[bytes]) -> list[int | None]:
 
 def _grid_costs(graph, last: int, spec: PlannerSpec) -> list[tuple[tuple[int, int], rf.GridCost]]:
     chain = stage_rules.stage_chain(graph, 0, last)
-    whole = rf.full_region(chain)
-    rows, cols = len(whole.rows), len(whole.cols)
-    grids = sorted({(min(g, rows), min(g, cols)) for g in spec.grids if g <= MAX_GRID} - {(1, 1)})
+    grids = rf.square_grids(chain, [n for n in spec.grids if n <= MAX_GRID])
     return [(grid, rf.grid_cost(chain, grid)) for grid in grids]
 
 
-def _stage_plan(last: int, grid, extra_macs: int, model: bytes, total: int) -> StagePlan:
+def _measured(
+    last: int, grid: tuple[int, int], extra_macs: int, model: bytes, total: int
+) -> tuple[StagePlan, bytes, int]:
+    """A measured candidate: its stage plan, the rewritten model and its simulated head."""
     profile = mp.profile(model, measure=False)
-    return StagePlan(0, last, grid, profile.peak_bytes, extra_macs, profile.peak_bytes, total)
+    stage = StagePlan(0, last, grid, profile.peak_bytes, extra_macs, profile.peak_bytes, total)
+    return stage, model, profile.planned_head

@@ -237,9 +237,7 @@ def _options(search: _Search, first: int, last: int) -> list[_Option]:
     """The stage on every grid of the spec (cached)."""
     if (first, last) not in search.options:
         chain = stage_rules.stage_chain(search.graph, first, last)
-        whole = rf.full_region(chain)
-        rows, cols = len(whole.rows), len(whole.cols)
-        grids = sorted({(min(g, rows), min(g, cols)) for g in search.spec.grids} - {(1, 1)})
+        grids = rf.square_grids(chain, search.spec.grids)
         search.options[(first, last)] = [_option(search, first, last, g, chain) for g in grids]
     return search.options[(first, last)]
 

@@ -210,6 +210,14 @@ def full_region(chain: Sequence[ChainOp]) -> Region:
     return Region(Span(0, last.rows.out_size), Span(0, last.cols.out_size))
 
 
+def square_grids(chain: Sequence[ChainOp], sizes: Sequence[int]) -> list[tuple[int, int]]:
+    """The n x n grids for each n of ``sizes``, clipped to the stage output (a 3-row output
+    takes at most 3 tile rows), without duplicates or the trivial 1 x 1, smallest first."""
+    whole = full_region(chain)
+    rows, cols = len(whole.rows), len(whole.cols)
+    return sorted({(min(n, rows), min(n, cols)) for n in sizes} - {(1, 1)})
+
+
 @dataclass(frozen=True)
 class GridCost:
     """What tiling a chain over a grid costs: MACs beyond computing it once, the largest
@@ -275,7 +283,7 @@ def scratch_layout(
 def _first_fit(
     spans: dict[int, tuple[int, int]], window_bytes: Sequence[int], order: Sequence[int]
 ) -> tuple[tuple[int | None, ...], int]:
-    offsets: list[int | None] = [None] * (len(spans) + 2)
+    offsets: list[int | None] = [None] * len(window_bytes)
     placed: list[int] = []
     for t in order:
         size = window_bytes[t]
