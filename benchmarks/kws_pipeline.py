@@ -58,7 +58,7 @@ def main() -> int:
     rows += [(f"gate {g.device}", "pass" if g.passed else "FAIL") for g in result.gates]
     if args.real_clips.is_dir():
         rows.append(
-            _real_speaker_accuracy(cfg.features.frontend, result.quantized, args.real_clips)
+            _real_speaker_accuracy(result.quantized, args.real_clips)
         )
     else:
         rows.append(("real Speech Commands keywords", f"skipped: {args.real_clips} not found"))
@@ -66,23 +66,20 @@ def main() -> int:
     return 0
 
 
-def _real_speaker_accuracy(frontend: str, quantized, root: Path) -> tuple[str, str]:
+def _real_speaker_accuracy(quantized, root: Path) -> tuple[str, str]:
     """int8 accuracy on the ten keywords of real Speech Commands clips (all splits)."""
     import numpy as np
 
     import tflm_ext
-    from components import audio, features
+    from components import preprocessing
     from components.artifacts import KEYWORDS
 
     labels = list(quantized.labels)
-    clips, truth = [], []
-    for word in KEYWORDS:
-        for wav in sorted((root / word).glob("*.wav")):
-            clips.append(audio.load_clip(wav))
-            truth.append(labels.index(word))
-    x = features.compute_batch(frontend, np.stack(clips))[..., None]
+    paths = [p for word in KEYWORDS for p in sorted((root / word).glob("*.wav"))]
+    truth = np.array([labels.index(p.parent.name) for p in paths])
+    x = preprocessing.prepare(quantized.preprocessing, [str(p) for p in paths])
     scores = tflm_ext.run_isolated(tflm_ext.run_batch, quantized.read_bytes(), x).scores
-    accuracy = float(np.mean(scores.argmax(axis=1) == np.array(truth)))
+    accuracy = float(np.mean(scores.argmax(axis=1) == truth))
     return ("int8 accuracy, real speakers' keywords", f"{accuracy:.4f} on {len(truth)} clips")
 
 

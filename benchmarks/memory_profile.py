@@ -132,7 +132,7 @@ def _rewrite(model_bytes: bytes, patch_plan) -> None:
 
 
 def _save_figure(result, budget: int | None, path: Path) -> None:
-    from components.plots import memory_per_layer
+    from components.tracking.plots import memory_per_layer
 
     memory_per_layer(result, budget).savefig(path, dpi=150)
     print(f"wrote {path}")

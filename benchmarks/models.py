@@ -37,7 +37,7 @@ def mobilenet_v1(alpha: float, size: int) -> bytes:
 
 
 def ds_cnn(input_shape: tuple[int, int] = (49, 10), num_classes: int = 12) -> bytes:
-    """The project's DS-CNN (``components.ds_cnn.build``), softmax included, as trained."""
+    """The project's DS-CNN (``components.models.ds_cnn.build``), softmax included, as trained."""
     _keras()
     from components import ds_cnn as architecture
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -40,12 +39,12 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402  (after the path fix, like every import below)
 
+from benchmarks.latency import paired_latency_ratio  # noqa: E402
 from benchmarks.models import BENCHMARK_MODELS  # noqa: E402
 from tflm_ext.arena import ArenaMeasurement, measure_arena  # noqa: E402
 from tflm_ext.builtin_planner import plan_builtin  # noqa: E402
 from tflm_ext.errors import TflmExtError  # noqa: E402
 from tflm_ext.graph_stats import graph_stats  # noqa: E402
-from tflm_ext.inference import run_batch  # noqa: E402
 from tflm_ext.isolation import run_isolated  # noqa: E402
 from tflm_ext.planner import PatchPlan, PlannerSpec, plan  # noqa: E402
 from tflm_ext.rewrite import rewrite_stage, verify  # noqa: E402
@@ -55,7 +54,6 @@ BOUND_SLACK = 1.05  # custom-op head within 5% of the analytic bound
 MBV2_144_TOTAL_LIMIT = 210_000
 MBV2_224_HEAD_FACTOR = 5.0
 MBV2_224_EXTRA_MACS = 0.20
-LATENCY_ROUNDS = 5
 
 
 @dataclass(frozen=True)
@@ -209,20 +207,6 @@ def _features(model_bytes: bytes, count: int) -> np.ndarray:
     shape = tuple(int(d) for d in model_editor.read(model_bytes).subgraphs[0].inputs[0].shape)
     rng = np.random.default_rng(0)
     return rng.uniform(-1.0, 1.0, (count, *shape[1:])).astype(np.float32)
-
-
-def paired_latency_ratio(
-    original: bytes, rewritten: bytes, features: np.ndarray, rounds: int = LATENCY_ROUNDS
-) -> float:
-    """Rewritten over original median invoke time, measured in alternating rounds in one
-    process (run it in a child) and the median ratio taken, so that load and clock changes
-    on a shared machine hit both models alike."""
-    ratios = []
-    for _ in range(rounds):
-        before = statistics.median(run_batch(original, features).latency_ms)
-        after = statistics.median(run_batch(rewritten, features).latency_ms)
-        ratios.append(after / before)
-    return statistics.median(ratios)
 
 
 # ----------------------------------------------------------------------------- report

@@ -7,7 +7,7 @@ later component needs, so that components never pass string-keyed dicts to each 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -35,11 +35,34 @@ class Clip:
 
 
 @dataclass(frozen=True)
-class SkippedClip:
-    """A clip that could not be used, and why (corrupt, empty, wrong rate, ...)."""
+class SkippedItem:
+    """An input file (clip, image, annotation) that could not be used, and why (corrupt,
+    empty, wrong rate, not an image, ...)."""
 
     path: str
     reason: str
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One image file and its class label and split."""
+
+    path: str
+    label: str
+    split: str
+
+
+@dataclass(frozen=True)
+class ImageIndex:
+    """Every image of a data set with its label and split, in a stable order; ``skipped``
+    holds what the reader already refused (e.g. annotations naming a missing file)."""
+
+    items: tuple[ImageItem, ...]
+    labels: tuple[str, ...]
+    skipped: tuple[SkippedItem, ...] = ()
+
+    def split(self, name: str) -> tuple[ImageItem, ...]:
+        return tuple(i for i in self.items if i.split == name)
 
 
 @dataclass(frozen=True)
@@ -55,19 +78,53 @@ class ClipIndex:
 
 
 @dataclass(frozen=True)
-class FeatureSet:
-    """Sharded TFRecords of (features, label) per split, written by the Beam extraction.
+class Preprocessing:
+    """What turns a raw input (a clip, an image) into the model's input, as the firmware
+    must reproduce it. ``kind`` is ``audio`` (``frontend`` names the front end) or ``image``
+    (``image_size`` is (height, width), ``channels`` 3 for RGB or 1 for grayscale, pixels
+    scaled to [0, 1])."""
 
-    Each record is a ``tf.train.Example`` with ``features`` (float32 list, row-major
-    ``feature_shape``) and ``label`` (int64 index into ``labels``).
+    kind: str
+    frontend: str | None = None
+    image_size: tuple[int, int] | None = None
+    channels: int | None = None
+
+    def describe(self) -> dict[str, object]:
+        """A JSON-ready record of every field that is set."""
+        fields_set = {"kind": self.kind, "frontend": self.frontend,
+                      "image_size": list(self.image_size) if self.image_size else None,
+                      "channels": self.channels}
+        return {k: v for k, v in fields_set.items() if v is not None}
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, object]) -> Preprocessing:
+        size = record.get("image_size")
+        return cls(
+            kind=str(record["kind"]),
+            frontend=record.get("frontend"),  # type: ignore[arg-type]
+            image_size=tuple(size) if size else None,  # type: ignore[arg-type]
+            channels=record.get("channels"),  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True)
+class ExampleSet:
+    """Sharded TFRecords of (example, label) per split, written by a Beam preprocessing.
+
+    Each record is a ``tf.train.Example`` with ``label`` (int64 index into ``labels``),
+    ``key`` (where it came from) and the example, row-major ``example_shape`` (any rank,
+    channels last, exactly the model's input without the batch axis): ``features`` as a
+    float32 list when ``storage`` is ``float32``, or ``pixels`` as raw bytes when it is
+    ``uint8`` (read back as value / 255).
     """
 
     directory: Path
     labels: tuple[str, ...]
-    feature_shape: tuple[int, int]
-    frontend: str
+    example_shape: tuple[int, ...]
+    preprocessing: Preprocessing
     counts: Mapping[str, int]
-    skipped: tuple[SkippedClip, ...] = ()
+    skipped: tuple[SkippedItem, ...] = ()
+    storage: str = "float32"
 
     def files(self, split: str) -> list[Path]:
         return sorted(self.directory.glob(f"{split}-*.tfrecord"))
@@ -79,7 +136,7 @@ class TrainedModel:
 
     path: Path
     labels: tuple[str, ...]
-    input_shape: tuple[int, int]
+    input_shape: tuple[int, ...]
     history: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     params: int = 0
 
@@ -90,8 +147,8 @@ class QuantizedModel:
 
     path: Path
     labels: tuple[str, ...]
-    input_shape: tuple[int, int]
-    frontend: str
+    input_shape: tuple[int, ...]
+    preprocessing: Preprocessing
 
     def read_bytes(self) -> bytes:
         return self.path.read_bytes()
@@ -102,7 +159,7 @@ class Evaluation:
     """What the evaluation measured on the real TFLM runtime."""
 
     int8_accuracy: float
-    float_accuracy: float
+    float_accuracy: float | None  # None: no float model (a model the user brought)
     confusion: tuple[tuple[int, ...], ...]
     labels: tuple[str, ...]
     arena_head: int
@@ -114,6 +171,21 @@ class Evaluation:
     host_latency_ms: float
     estimated_latency_ms: Mapping[str, float] = field(default_factory=dict)
     test_examples: int = 0
+
+    def scalars(self) -> dict[str, float]:
+        """Every single-valued figure, by field name (what MLflow logs as metrics)."""
+        return {
+            f.name: float(value)
+            for f in fields(self)
+            if isinstance(value := getattr(self, f.name), (int, float))
+        }
+
+    def record(self) -> dict[str, object]:
+        """Every field as JSON-ready values (mappings may be read-only proxies)."""
+        return {
+            f.name: dict(v) if isinstance(v := getattr(self, f.name), Mapping) else v
+            for f in fields(self)
+        }
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Patch component: rewrite an int8 model for patch-based inference when that lowers its arena.
 
-Called by the KWS pipeline after ``quantize``. Verification runs the original and the
+Called by the model chain after ``quantize``. Verification runs the original and the
 patched model on real test-split features (quantized as the firmware would feed them) and
 requires identical outputs. A model with nothing patchable, or whose measured arena would
 not shrink, is not an error here: the result says why and the pipeline keeps the original.
@@ -8,6 +8,7 @@ not shrink, is not an error here: the result says why and the pipeline keeps the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from components.artifacts import FeatureSet, QuantizedModel
+from components.artifacts import ExampleSet, QuantizedModel
 from components.errors import ComponentError
 from components.spec import component_spec
 
@@ -59,11 +60,12 @@ class PatchResult:
         return {f"patch.{n}": float(getattr(self, n)) for n in names}
 
 
-def run(spec: PatchSpec, quantized: QuantizedModel, features: FeatureSet, out_dir: Path,
-        ) -> PatchResult:
+def run(
+    spec: PatchSpec, quantized: QuantizedModel, examples: ExampleSet, out_dir: Path
+) -> PatchResult:
     """Plan, rewrite and verify; ``patched`` is None when the model stays as it is."""
     import tflm_ext
-    from components import feature_records
+    from components import example_records
     from tflm_ext.errors import NothingPatchableError
     from tflm_ext.inference import input_details, quantize
     from tflm_ext.patching import patch_model
@@ -71,7 +73,7 @@ def run(spec: PatchSpec, quantized: QuantizedModel, features: FeatureSet, out_di
     if not spec.enabled:
         return PatchResult(patched=None, reason="patching disabled in the config")
     model_bytes = quantized.read_bytes()
-    x, _ = feature_records.load_split(features, "test", limit=spec.verify_examples)
+    x, _ = example_records.load_split(examples, "test", limit=spec.verify_examples)
     examples = quantize(x, input_details(model_bytes))
     planner = tflm_ext.PlannerSpec(spec.max_extra_mac_fraction, spec.grids, spec.max_stages)
     try:
@@ -104,8 +106,7 @@ def _result(outcome, quantized: QuantizedModel, out_dir: Path) -> PatchResult:
     files.append(_write_memory_plot(outcome.model_bytes, out_dir / "memory_patched.png"))
     reason = f"{len(stages)} stage(s) patched ({outcome.mode} mode), verified bit-exact"
     log.info("%s: arena %d -> %d B", reason, figures["arena_before"], figures["arena_after"])
-    patched = QuantizedModel(path=path, labels=quantized.labels,
-                             input_shape=quantized.input_shape, frontend=quantized.frontend)
+    patched = dataclasses.replace(quantized, path=path)
     return PatchResult(patched, reason, stages, report_files=tuple(files), **figures)
 
 
@@ -119,7 +120,7 @@ def _write_plan(outcome, path: Path) -> Path:
 def _write_memory_plot(model_bytes: bytes, path: Path) -> Path:
     """Memory per layer as planned (no interpreter: both models were measured already)."""
     import tflm_ext
-    from components import plots
+    from components.tracking import plots
 
     plots.memory_per_layer(tflm_ext.profile(model_bytes, measure=False)).savefig(path, dpi=100)
     return path

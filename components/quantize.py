@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from components.artifacts import FeatureSet, QuantizedModel, TrainedModel
+from components.artifacts import ExampleSet, QuantizedModel, TrainedModel
 from components.errors import ComponentError
 from components.spec import component_spec
 
@@ -31,17 +31,17 @@ class QuantizeSpec:
 def run(
     spec: QuantizeSpec,
     trained: TrainedModel,
-    features: FeatureSet,
+    examples: ExampleSet,
     out_dir: Path,
 ) -> QuantizedModel:
     """Convert ``trained`` to ``model_int8.tflite`` in ``out_dir``."""
     import numpy as np
 
-    from components import feature_records
+    from components import example_records
 
-    x, _ = feature_records.load_split(features, "train")
+    x, _ = example_records.load_split(examples, "train")
     rng = np.random.default_rng(spec.seed)
-    sample = x[rng.permutation(len(x))[: spec.representative_examples], ..., None]
+    sample = x[rng.permutation(len(x))[: spec.representative_examples]]
     try:
         model_bytes = convert_int8(_batch_of_one(trained), sample)
     except Exception as e:  # the converter raises many unrelated types
@@ -54,7 +54,7 @@ def run(
         path=path,
         labels=trained.labels,
         input_shape=trained.input_shape,
-        frontend=features.frontend,
+        preprocessing=examples.preprocessing,
     )
 
 

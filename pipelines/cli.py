@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_config_args(check)
 
+    _add_evaluate_parser(sub)
     _add_profile_parser(sub)
     _add_patch_parser(sub)
     export = sub.add_parser(
@@ -72,6 +73,36 @@ def _parser() -> argparse.ArgumentParser:
         description="Print the release gate's rules as a markdown table.",
     )
     return parser
+
+
+def _add_evaluate_parser(sub) -> None:
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="accuracy, arena, flash and latency of any int8 classifier on a folder",
+        description="Evaluate an int8 classification .tflite (the project's or your own) on "
+        "an image folder (one folder per class) or a Speech Commands folder, with the same "
+        "preprocessing as training, on the real TFLM interpreter.",
+    )
+    evaluate.add_argument("model", help="an int8 .tflite")
+    evaluate.add_argument("--data", required=True, help="image folder or Speech Commands folder")
+    evaluate.add_argument(
+        "--labels",
+        type=_label_list,
+        metavar="A,B,...",
+        help="the model's output labels in order (default: class folders sorted, or "
+        "_silence_,_unknown_,<keywords> for Speech Commands)",
+    )
+    evaluate.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    evaluate.add_argument(
+        "--device", action="append", default=[], help="device YAML for a latency estimate"
+    )
+
+
+def _label_list(text: str) -> tuple[str, ...]:
+    labels = tuple(part.strip() for part in text.split(","))
+    if not all(labels) or len(set(labels)) != len(labels):
+        raise argparse.ArgumentTypeError(f"{text!r}: labels must be non-empty and distinct")
+    return labels
 
 
 def _add_profile_parser(sub) -> None:
@@ -166,11 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _configure_logging(args.verbose)
     try:
         return _COMMANDS[args.command](args, extra)
     except Exception as e:  # one line for the user, the traceback in debug logs
@@ -185,14 +212,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
 
 
-def _run(args: argparse.Namespace, extra: list[str]) -> int:
-    from pipelines import config, kws
+# Each pipeline's module (with its ``run``) and the config section whose ``runner`` the
+# --runner flag sets.
+PIPELINES = {"kws": ("pipelines.kws", "features"), "vww": ("pipelines.vww", "images")}
 
-    overrides = list(args.overrides)
+
+# The project's own loggers; everything else is third-party noise shown only with --verbose.
+_PROJECT_LOGGERS = ("tflm_pipelines", "pipelines", "components", "tflm_ext")
+
+
+def _configure_logging(verbose: bool) -> None:
+    """INFO from the project, errors only from libraries (Beam's BigQuery and apitools
+    notices, TensorFlow's start-up lines, Python warnings) unless ``--verbose``."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.ERROR,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.captureWarnings(not verbose)
+    for name in _PROJECT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+
+def _run(args: argparse.Namespace, extra: list[str]) -> int:
+    import importlib
+
+    from pipelines import config
+
+    cfg = config.load(args.config, args.overrides)
+    module, data_section = PIPELINES[cfg.pipeline]
     if args.runner:
-        overrides.append(f"features.runner={args.runner}")
-    cfg = config.load(args.config, overrides)
-    result = kws.run(
+        cfg = config.load(args.config, [*args.overrides, f"{data_section}.runner={args.runner}"])
+    result = importlib.import_module(module).run(
         cfg, tracking_uri=args.tracking_uri, pipeline_args=extra, progress=not args.no_progress
     )
     _print_summary(result)
@@ -242,10 +294,51 @@ def _rules(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace, extra: list[str]) -> int:
+    import json
+    from pathlib import Path
+
+    from components import evaluate_files
+    from pipelines.config import load_device
+
+    model = Path(args.model)
+    _require_file(model)
+    devices = [load_device(d) for d in args.device]
+    result = evaluate_files.run(model, Path(args.data), args.labels, devices)
+    report = result.report()
+    print(_evaluation_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _evaluation_table(result) -> str:
+    ev = result.evaluation
+    prep = ", ".join(f"{k}={v}" for k, v in result.preprocessing.describe().items())
+    arena = f"{ev.arena_total:,} / {ev.arena_head:,} / {ev.arena_tail:,} B"
+    rows = [
+        ("accuracy (int8, TFLM)", f"{ev.int8_accuracy:.4f}"),
+        ("examples (skipped)", f"{ev.test_examples} ({len(result.skipped)})"),
+        ("preprocessing", prep),
+        ("arena total / head / tail", arena),
+        ("flash", f"{ev.flash_bytes:,} B"),
+        ("MACs", f"{ev.macs:,}"),
+        ("host latency (median)", f"{ev.host_latency_ms:.3f} ms"),
+        *((f"estimated latency {d}", f"{ms:.1f} ms") for d, ms in ev.estimated_latency_ms.items()),
+    ]  # fmt: skip
+    lines = ["| figure | value |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows)]
+    lines += ["", "confusion (rows: true, columns: predicted)", "",
+              "| | " + " | ".join(ev.labels) + " |", "|---" * (len(ev.labels) + 1) + "|"]
+    lines += [f"| {label} | " + " | ".join(map(str, row)) + " |"
+              for label, row in zip(ev.labels, ev.confusion, strict=True)]  # fmt: skip
+    return "\n".join(lines)
+
+
 def _profile(args: argparse.Namespace, extra: list[str]) -> int:
     from pathlib import Path
 
-    from components import memory_report
+    from components.tracking import memory_report
     from pipelines.config import load_device
 
     model = Path(args.model)
@@ -326,6 +419,7 @@ def _require_file(path) -> None:
 _COMMANDS = {
     "run": _run,
     "validate": _validate,
+    "evaluate": _evaluate,
     "profile": _profile,
     "patch": _patch,
     "export": _export,

@@ -1,30 +1,39 @@
 """Load a pipeline YAML into frozen, validated objects before any work starts.
 
 ``load(path, overrides)`` reads the file, applies ``--set key=value`` overrides, resolves
-device files relative to the config and validates everything with pydantic. Whatever is
-wrong (unknown key, wrong type, missing file) comes back as one :class:`PipelineError`
-naming the file, the dotted key and what was expected.
+device files relative to the config and validates everything with pydantic. The top-level
+``pipeline:`` key picks the pipeline (``kws`` or ``vww``; a config without it is ``kws``,
+as every config was before person detection). Whatever is wrong (unknown key, wrong type,
+missing file) comes back as one :class:`PipelineError` naming the file, the dotted key and
+what was expected.
+
+Only spec modules are imported here, and they import nothing heavy (no TensorFlow, no
+Beam), so ``tflm-pipelines validate`` answers at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
+from components.vision.scenes import SceneSpec
 
+from components.audio.extract_features import FeatureSpec
+from components.audio.speech_commands import ReaderSpec
+from components.audio.synth_speech import SynthSpec
 from components.device import DeviceSpec
 from components.evaluate import EvaluateSpec
-from components.extract_features import FeatureSpec
 from components.gate import GateSpec
 from components.patch import PatchSpec
 from components.quantize import QuantizeSpec
-from components.speech_commands import ReaderSpec
-from components.synth_speech import SynthSpec
-from components.track import TrackSpec
+from components.tracking.track import TrackSpec
 from components.train import TrainSpec
+from components.vision.coco import CocoSpec
+from components.vision.image_folder import ImageFolderSpec
+from components.vision.preprocess_images import ImageSpec
 from pipelines.errors import PipelineError
 
 _STRICT = pydantic.ConfigDict(extra="forbid", frozen=True)
@@ -50,13 +59,35 @@ class DataConfig(pydantic.BaseModel):
         return self
 
 
-class KwsConfig(pydantic.BaseModel):
-    """The keyword-spotting pipeline: one section per component, plus the device targets."""
+class ImageDataConfig(pydantic.BaseModel):
+    """Where images come from: generated scenes, an image folder (one folder per class,
+    optionally inside train/validation/test folders) or COCO-style annotations."""
+
+    model_config = _STRICT
+    source: Literal["synth", "folder", "coco"] = "synth"
+    path: Path | None = None  # the image folder (folder) or the images of the annotations (coco)
+    annotations: Path | None = None  # coco: the instances JSON
+    synth: SceneSpec = SceneSpec()
+    folder: ImageFolderSpec = ImageFolderSpec()
+    coco: CocoSpec = CocoSpec()
+
+    @pydantic.model_validator(mode="after")
+    def _paths_exist(self) -> ImageDataConfig:
+        if self.source == "synth":
+            return self
+        if self.path is None or not self.path.is_dir():
+            raise ValueError(f"source {self.source!r} needs 'path', a folder (got {self.path})")
+        if self.source == "coco" and (self.annotations is None or not self.annotations.is_file()):
+            raise ValueError(f"source 'coco' needs 'annotations', a JSON file "
+                             f"(got {self.annotations})")
+        return self
+
+
+class ChainConfig(pydantic.BaseModel):
+    """What every pipeline shares: the model chain's sections and the device targets."""
 
     model_config = _STRICT
     work_dir: Path = Path("runs/kws")
-    data: DataConfig = DataConfig()
-    features: FeatureSpec = FeatureSpec()
     train: TrainSpec = TrainSpec()
     quantize: QuantizeSpec = QuantizeSpec()
     patch: PatchSpec = PatchSpec()
@@ -66,15 +97,59 @@ class KwsConfig(pydantic.BaseModel):
     track: TrackSpec = TrackSpec()
 
 
-def load(path: str | Path, overrides: Sequence[str] = ()) -> KwsConfig:
+class KwsConfig(ChainConfig):
+    """Keyword spotting: clips (generated or Speech Commands) -> features -> the chain."""
+
+    pipeline: Literal["kws"] = "kws"
+    data: DataConfig = DataConfig()
+    features: FeatureSpec = FeatureSpec()
+
+
+class VwwConfig(ChainConfig):
+    """Person detection: images (generated, a folder or COCO) -> preprocessing -> the chain."""
+
+    pipeline: Literal["vww"] = "vww"
+    work_dir: Path = Path("runs/vww")
+    data: ImageDataConfig = ImageDataConfig()
+    images: ImageSpec = ImageSpec()
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _vww_defaults(cls, raw: Any) -> Any:
+        """Keys a VWW config leaves out take MLPerf Tiny's VWW recipe, not the KWS one."""
+        if not isinstance(raw, dict):
+            return raw
+        merged = dict(raw)
+        for section, defaults in _VWW_DEFAULTS.items():
+            given = raw.get(section, {})
+            merged[section] = {**defaults, **given} if isinstance(given, dict) else given
+        return merged
+
+
+# MLPerf Tiny's VWW training: MobileNetV1, Adam, batch 32, stepped rate, its augmentation.
+_VWW_DEFAULTS: dict[str, dict[str, Any]] = {
+    "train": {
+        "architecture": "mobilenet_v1", "epochs": 30, "batch_size": 32, "learning_rate": 0.001,
+        "schedule": "step", "step_epochs": (15, 23), "augment": {},
+    },
+    "track": {"experiment": "vww", "registered_model_name": "vww-mobilenet-v1"},
+}  # fmt: skip
+
+
+PipelineConfig = Annotated[KwsConfig | VwwConfig, pydantic.Field(discriminator="pipeline")]
+_PIPELINE_CONFIG = pydantic.TypeAdapter(PipelineConfig)
+
+
+def load(path: str | Path, overrides: Sequence[str] = ()) -> KwsConfig | VwwConfig:
     """Parse and validate ``path`` with ``overrides`` (``dotted.key=yaml-value``) applied."""
     path = Path(path)
     raw = _read_yaml(path)
     for item in overrides:
         _apply_override(raw, item, path)
+    raw.setdefault("pipeline", "kws")
     raw["devices"] = [_load_device(path.parent, d) for d in raw.get("devices") or []]
     try:
-        return KwsConfig.model_validate(raw)
+        return _PIPELINE_CONFIG.validate_python(raw)
     except pydantic.ValidationError as e:
         raise PipelineError(_describe(path, e)) from e
 
@@ -127,7 +202,8 @@ def _describe(path: Path, error: pydantic.ValidationError) -> str:
     """One line per problem: file, dotted key, what was expected and what was given."""
     lines = []
     for err in error.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = err["loc"][1:] if err["loc"][:1] in (("kws",), ("vww",)) else err["loc"]
+        key = ".".join(str(p) for p in loc) or "(top level)"
         given = "" if err["type"] == "missing" else f" (got {err.get('input')!r:.60})"
         lines.append(f"{path}: key '{key}': {err['msg']}{given}")
     return "\n".join(lines)

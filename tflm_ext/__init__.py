@@ -10,9 +10,10 @@ from tflm_ext.errors import TflmExtError
 from tflm_ext.firmware_export import FirmwareBundle, export_firmware
 from tflm_ext.graph_stats import GraphStats, OpStats, graph_stats
 from tflm_ext.inference import BatchResult, TensorDetails, input_details, run_batch
-from tflm_ext.interpreter import OpRegisterer, make_interpreter
+from tflm_ext.interpreter import make_interpreter
 from tflm_ext.isolation import run_isolated
 from tflm_ext.memory_profile import MemoryProfile, OpMemory, profile
+from tflm_ext.op_registerer import OpRegisterer
 from tflm_ext.planner import PatchPlan, PlannerSpec, StagePlan, plan
 from tflm_ext.rewrite import VerifyReport, rewrite_stage, verify
 

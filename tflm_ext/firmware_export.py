@@ -32,13 +32,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tflite_micro.tensorflow.lite.micro.compression import model_editor
-
 from tflm_ext.arena import ArenaMeasurement, measure_arena
 from tflm_ext.c_array import write_c_array
 from tflm_ext.errors import TflmExtError
 from tflm_ext.isolation import run_isolated
 from tflm_ext.patch_op import OP_NAME as PATCH_STAGE_OP_NAME
+from tflm_ext.tflite_file import read_model
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +217,7 @@ def used_ops(model_bytes: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]:
     first use over all subgraphs; refuses any the firmware could not register."""
     builtins: dict[str, None] = {}
     customs: dict[str, None] = {}
-    for s, subgraph in enumerate(_read(model_bytes).subgraphs):
+    for s, subgraph in enumerate(read_model(model_bytes).subgraphs):
         for i, op in enumerate(subgraph.operators):
             where = f"operator {i} of subgraph {s}"
             if op.custom_code:
@@ -405,13 +404,6 @@ def _check_custom(custom_code: str, where: str) -> None:
             f"project's ({', '.join(sorted(_CUSTOM_REGISTRATION))}): its firmware kernel and "
             f"registration are unknown to tflm_ext.firmware_export"
         )
-
-
-def _read(model_bytes: bytes) -> model_editor.Model:
-    try:
-        return model_editor.read(model_bytes)
-    except Exception as e:  # the flatbuffer reader raises anything on garbage input
-        raise TflmExtError(f"cannot read a .tflite model from {len(model_bytes)} B: {e}") from e
 
 
 def _check_empty(folder: Path) -> Path:

@@ -2,7 +2,8 @@
 
 Read from the flatbuffer with the wheel's model editor, without running anything, so it is
 safe on any model. Called by the evaluate component (MACs for latency estimates), by
-``interpreter.default_arena_size`` and by the planners.
+``interpreter.default_arena_size`` and by the planners; ``receptive_field`` counts a tile's
+MACs with the same ``macs_per_output``.
 
 What counts as a MAC: one multiply-accumulate against a weight tensor. CONV_2D,
 DEPTHWISE_CONV_2D and FULLY_CONNECTED are counted; every other operator (pooling, ADD,
@@ -14,13 +15,12 @@ Bias additions are not counted. Only the main subgraph (index 0) is read.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tflite_micro.tensorflow.lite.micro.compression import model_editor, tensor_type
-from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-from tflm_ext.errors import TflmExtError
+from tflm_ext.tflite_file import holds_data, read_main_subgraph
 
 
 @dataclass(frozen=True)
@@ -52,55 +52,55 @@ class GraphStats:
 
 def graph_stats(model_bytes: bytes) -> GraphStats:
     """Count MACs per operator and the graph's constant and activation bytes."""
-    try:
-        model = model_editor.read(model_bytes)
-        subgraph = model.subgraphs[0]
-    except Exception as e:  # the flatbuffer reader raises anything on garbage input
-        raise TflmExtError(f"cannot read a .tflite model from {len(model_bytes)} B: {e}") from e
+    _, subgraph = read_main_subgraph(model_bytes)
     ops = tuple(_op_stats(op) for op in subgraph.operators)
-    constants = {id(t.buffer): t.buffer for t in subgraph.tensors if _is_constant(t)}
+    constants = {id(t.buffer): t.buffer for t in subgraph.tensors if holds_data(t)}
     return GraphStats(
         ops=ops,
         total_macs=sum(op.macs for op in ops),
         weight_bytes=sum(len(buffer.data) for buffer in constants.values()),
-        activation_bytes=sum(_tensor_bytes(t) for t in subgraph.tensors if not _is_constant(t)),
+        activation_bytes=sum(_tensor_bytes(t) for t in subgraph.tensors if not holds_data(t)),
         tensor_count=len(subgraph.tensors),
     )
 
 
+def macs_per_output(op_name: str, filter_shape: Sequence[int]) -> int:
+    """MACs per output element of the builtin ``op_name`` with a filter (second input) of
+    ``filter_shape``; 0 for operators not counted. ``receptive_field.macs_per_pixel``
+    multiplies it by the output channels."""
+    count = _MACS_PER_OUTPUT.get(op_name)
+    return count(tuple(int(d) for d in filter_shape)) if count else 0
+
+
 def _op_stats(op: model_editor.Operator) -> OpStats:
-    count = _MAC_COUNTERS.get(op.opcode) if op.custom_code is None else None
     output_shape = tuple(int(d) for d in op.outputs[0].shape) if op.outputs else ()
-    macs = count(op, output_shape) if count else 0
+    macs = 0
+    if op.custom_code is None and op.opcode_name in _MACS_PER_OUTPUT:
+        macs = math.prod(output_shape) * macs_per_output(op.opcode_name, op.inputs[1].shape)
     return OpStats(index=op.index, op=op.opcode_name, macs=macs, output_shape=output_shape)
 
 
-def _conv_macs(op: model_editor.Operator, output_shape: tuple[int, ...]) -> int:
+def _conv_macs(filter_shape: tuple[int, ...]) -> int:
     """Filter [out_ch, kh, kw, in_ch_per_group]: each output element reads kh*kw*in_ch."""
-    return math.prod(output_shape) * math.prod(int(d) for d in op.inputs[1].shape[1:])
+    return math.prod(filter_shape[1:])
 
 
-def _depthwise_macs(op: model_editor.Operator, output_shape: tuple[int, ...]) -> int:
+def _depthwise_macs(filter_shape: tuple[int, ...]) -> int:
     """Filter [1, kh, kw, out_ch]: each output element reads one kh*kw window."""
-    _, kh, kw, _ = (int(d) for d in op.inputs[1].shape)
-    return math.prod(output_shape) * kh * kw
+    _, kh, kw, _ = filter_shape
+    return kh * kw
 
 
-def _fully_connected_macs(op: model_editor.Operator, output_shape: tuple[int, ...]) -> int:
+def _fully_connected_macs(filter_shape: tuple[int, ...]) -> int:
     """Filter [units, in_features]: each output element is one in_features dot product."""
-    return math.prod(output_shape) * int(op.inputs[1].shape[-1])
+    return filter_shape[-1]
 
 
-_MAC_COUNTERS: dict[int, Callable[[model_editor.Operator, tuple[int, ...]], int]] = {
-    schema.BuiltinOperator.CONV_2D: _conv_macs,
-    schema.BuiltinOperator.DEPTHWISE_CONV_2D: _depthwise_macs,
-    schema.BuiltinOperator.FULLY_CONNECTED: _fully_connected_macs,
+_MACS_PER_OUTPUT: dict[str, Callable[[tuple[int, ...]], int]] = {
+    "CONV_2D": _conv_macs,
+    "DEPTHWISE_CONV_2D": _depthwise_macs,
+    "FULLY_CONNECTED": _fully_connected_macs,
 }
-
-
-def _is_constant(tensor: model_editor.Tensor) -> bool:
-    """Converters give every tensor a buffer; only constants' buffers hold data."""
-    return tensor.buffer is not None and len(tensor.buffer.data) > 0
 
 
 def _tensor_bytes(tensor: model_editor.Tensor) -> int:

@@ -30,7 +30,7 @@ from importlib import metadata
 from pathlib import Path
 
 from tflm_ext.errors import TflmExtError
-from tflm_ext.interpreter import OpRegisterer
+from tflm_ext.op_registerer import OpRegisterer
 
 log = logging.getLogger(__name__)
 

@@ -24,29 +24,21 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from tflite_micro.python.tflite_micro import runtime
-from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
+from tflm_ext import host_build
 from tflm_ext.errors import TflmExtError
 from tflm_ext.graph_stats import graph_stats
+from tflm_ext.op_registerer import OpRegisterer
 from tflm_ext.patch_op import OP_NAME as PATCH_STAGE_OP_NAME
+from tflm_ext.tflite_file import root
 
 log = logging.getLogger(__name__)
 
 ARENA_ALIGNMENT = 16  # TFLM's MicroArenaBufferAlignment(): the arena is used in 16-byte units
 _TAIL_ALLOWANCE = 16 * 1024  # persistent structs beyond what the model's size accounts for
-
-
-@dataclass(frozen=True)
-class OpRegisterer:
-    """A host-built shared library and the ``bool Register(tflite::PythonOpsResolver*)``
-    symbol in it that adds one custom op to the interpreter's resolver."""
-
-    library: Path
-    symbol: str
 
 
 # Extra custom ops, registered in every interpreter make_interpreter builds by default. The
@@ -143,8 +135,6 @@ def default_registerers(model_bytes: bytes) -> tuple[OpRegisterer, ...]:
     project's host library is built on first use), each symbol once."""
     chosen = list(CUSTOM_OP_REGISTERERS)
     if PATCH_STAGE_OP_NAME in custom_codes(model_bytes):
-        from tflm_ext import host_build  # imports this module: import here, not at the top
-
         chosen.append(host_build.patch_stage_registerer())
     unique: dict[str, OpRegisterer] = {}
     for registerer in chosen:
@@ -156,7 +146,7 @@ def custom_codes(model_bytes: bytes) -> frozenset[str]:
     """Custom operator names in the model's operator-code table; empty for bytes that are
     no model (the wheel then reports the real error)."""
     try:
-        model = schema.Model.GetRootAs(model_bytes, 0)
+        model = root(model_bytes)
         codes = (model.OperatorCodes(i).CustomCode() for i in range(model.OperatorCodesLength()))
         return frozenset(code.decode() for code in codes if code)
     except Exception:  # the flatbuffer reader raises anything on garbage

@@ -1,6 +1,6 @@
 """Per-operator activation memory of an int8 .tflite under TFLM's memory planning.
 
-Called by the patch planner (original and rewritten schedules), by ``components.plots``
+Called by the patch planner (original and rewritten schedules), by ``components.tracking.plots``
 (MCUNetV2-style per-layer bars) and by ``benchmarks/memory_profile.py``.
 
 The model of TFLM's planner (``micro_allocation_info.cc``, ``greedy_memory_planner.cc``):

@@ -18,6 +18,7 @@ from tflite_micro.tensorflow.lite.micro.compression import model_editor, tensor_
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from tflm_ext.errors import TflmExtError
+from tflm_ext.tflite_file import holds_data, read_main_subgraph
 
 # Activation types the model editor's numpy table lacks, with TFLM's TfLiteTypeGetSize.
 _EXTRA_ITEMSIZES = {schema.TensorType.BOOL: 1, schema.TensorType.COMPLEX64: 8}
@@ -101,11 +102,7 @@ class ModelGraph:
 
 def read_graph(model_bytes: bytes) -> ModelGraph:
     """View the main subgraph of a .tflite flatbuffer."""
-    try:
-        model = model_editor.read(bytes(model_bytes))
-        subgraph = model.subgraphs[0]
-    except Exception as e:  # the flatbuffer reader raises anything on garbage input
-        raise TflmExtError(f"cannot read a .tflite model from {len(model_bytes)} B: {e}") from e
+    model, subgraph = read_main_subgraph(model_bytes)
     return ModelGraph(
         tensors=tuple(_tensor_view(t) for t in subgraph.tensors),
         ops=tuple(_op_view(op) for op in subgraph.operators),
@@ -117,7 +114,7 @@ def read_graph(model_bytes: bytes) -> ModelGraph:
 
 def _tensor_view(tensor: model_editor.Tensor) -> TensorView:
     shape = tuple(int(d) for d in tensor.shape)
-    constant = tensor.buffer is not None and len(tensor.buffer.data) > 0
+    constant = holds_data(tensor)
     quantization = tensor.quantization
     return TensorView(
         index=tensor.index,

@@ -177,16 +177,6 @@ def decode_options(options: bytes) -> PatchStage:
     )
 
 
-def tile_bounds(size: int, parts: int) -> tuple[tuple[int, int], ...]:
-    """The kernel's split of one output axis: part i spans [i*size//parts, (i+1)*size//parts).
-
-    Balanced and never empty while parts <= size; the planner sizes tiles with the same rule.
-    """
-    if not 1 <= parts <= size:
-        raise TflmExtError(f"cannot cut an axis of {size} into {parts} tiles")
-    return tuple((i * size // parts, (i + 1) * size // parts) for i in range(parts))
-
-
 def _words(options: bytes) -> tuple[int, ...]:
     if len(options) % 4 or len(options) < 4 * len(HEADER_FIELDS):
         raise TflmExtError(f"{OP_NAME} options of {len(options)} B are not a header + records")

@@ -22,8 +22,11 @@ from dataclasses import dataclass
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from tflm_ext.errors import TflmExtError
+from tflm_ext.graph_stats import macs_per_output
 from tflm_ext.model_graph import ModelGraph
 from tflm_ext.patch_op import InnerOp, OpKind, PatchStage
+
+_CONVOLUTIONS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 
 
 @dataclass(frozen=True)
@@ -106,10 +109,21 @@ class Window:
     pad: tuple[int, int, int, int]
 
 
+def reach(kernel: int, dilation: int) -> int:
+    """How many input positions a dilated kernel's window spans."""
+    return (kernel - 1) * dilation + 1
+
+
+def tf_padding(in_size: int, kernel: int, stride: int, same: bool) -> tuple[int, int]:
+    """TF's output size along an axis and the total padding it implies (the module's
+    formulas; ``kernel`` is the window's reach). VALID's total is always 0."""
+    out_size = -(-in_size // stride) if same else (in_size - kernel) // stride + 1
+    return out_size, max((out_size - 1) * stride + kernel - in_size, 0)
+
+
 def same_axis(in_size: int, kernel: int, stride: int) -> Axis:
     """TF SAME padding: output ceil(in / stride), the odd padding row after."""
-    out_size = -(-in_size // stride)
-    total = max((out_size - 1) * stride + kernel - in_size, 0)
+    out_size, total = tf_padding(in_size, kernel, stride, same=True)
     return Axis(kernel, stride, total // 2, in_size, out_size)
 
 
@@ -117,7 +131,8 @@ def valid_axis(in_size: int, kernel: int, stride: int) -> Axis:
     """TF VALID padding: only windows entirely inside the input."""
     if kernel > in_size:
         raise TflmExtError(f"VALID window of {kernel} does not fit an input of {in_size}")
-    return Axis(kernel, stride, 0, in_size, (in_size - kernel) // stride + 1)
+    out_size, _ = tf_padding(in_size, kernel, stride, same=False)
+    return Axis(kernel, stride, 0, in_size, out_size)
 
 
 def explicit_axis(in_size: int, before: int, after: int) -> Axis:
@@ -184,9 +199,10 @@ def tile_regions(chain: Sequence[ChainOp], out: Region) -> tuple[Region, ...]:
 
 def split_span(size: int, parts: int) -> tuple[Span, ...]:
     """``parts`` contiguous spans covering ``range(size)``, lengths differing by at most 1:
-    part i is ``[i * size // parts, (i + 1) * size // parts)``."""
+    part i is ``[i * size // parts, (i + 1) * size // parts)``, never empty. The one split of
+    a stage output into tiles: the planner's, both rewrite passes' and the kernel's."""
     if not 1 <= parts <= size:
-        raise TflmExtError(f"cannot split {size} rows or columns into {parts} tiles")
+        raise TflmExtError(f"cannot cut an axis of {size} into {parts} tiles")
     return tuple(Span(i * size // parts, (i + 1) * size // parts) for i in range(parts))
 
 
@@ -314,10 +330,10 @@ def op_geometry(graph: ModelGraph, op: int) -> Geometry:
         max(getattr(options, "dilationHFactor", 1), 1),
         max(getattr(options, "dilationWFactor", 1), 1),
     )
-    reach = [(k - 1) * d + 1 for k, d in zip(kernel, dilation, strict=True)]
+    extent = [reach(k, d) for k, d in zip(kernel, dilation, strict=True)]
     make = same_axis if options.padding == schema.Padding.SAME else valid_axis
     return Geometry(
-        make(in_rows, reach[0], options.strideH), make(in_cols, reach[1], options.strideW)
+        make(in_rows, extent[0], options.strideH), make(in_cols, extent[1], options.strideW)
     )
 
 
@@ -336,27 +352,25 @@ def _inner_chain_op(op: InnerOp, in_shape: tuple[int, int, int]) -> ChainOp:
     if op.kind == OpKind.PAD:
         rows, cols = Axis(1, 1, top, in_shape[0], out_rows), Axis(1, 1, left, in_shape[1], out_cols)
         return ChainOp(Geometry(rows, cols), (op.input,), channels)
-    reach = [(k - 1) * d + 1 for k, d in zip(op.kernel, op.dilation, strict=True)]
-    rows = Axis(reach[0], op.stride[0], top, in_shape[0], out_rows)
-    cols = Axis(reach[1], op.stride[1], left, in_shape[1], out_cols)
+    extent = [reach(k, d) for k, d in zip(op.kernel, op.dilation, strict=True)]
+    rows = Axis(extent[0], op.stride[0], top, in_shape[0], out_rows)
+    cols = Axis(extent[1], op.stride[1], left, in_shape[1], out_cols)
     return ChainOp(Geometry(rows, cols), (op.input,), channels)
 
 
 def macs_per_pixel(graph: ModelGraph, op: int) -> int:
-    """MACs per output pixel, counted as ``graph_stats`` counts them (0 for non-conv ops)."""
+    """MACs per output pixel: ``graph_stats.macs_per_output`` times the output channels, so
+    counted as ``graph_stats`` counts them (0 for non-conv ops)."""
     view = graph.ops[op]
-    if view.name == "CONV_2D":
-        out_channels, kh, kw, in_per_group = graph.shape(view.inputs[1])
-        return out_channels * kh * kw * in_per_group
-    if view.name == "DEPTHWISE_CONV_2D":
-        _, kh, kw, out_channels = graph.shape(view.inputs[1])
-        return kh * kw * out_channels
-    return 0
+    if view.name not in _CONVOLUTIONS:
+        return 0
+    per_output = macs_per_output(view.name, graph.shape(view.inputs[1]))
+    return per_output * graph.shape(view.outputs[0])[-1]
 
 
 def _kernel_size(graph: ModelGraph, op: int) -> tuple[int, int]:
     view = graph.ops[op]
-    if view.name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+    if view.name in _CONVOLUTIONS:
         _, kh, kw, _ = graph.shape(view.inputs[1])
         return kh, kw
     if view.name in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):

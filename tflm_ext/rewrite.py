@@ -18,7 +18,6 @@ from typing import Literal
 
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.compression import model_editor
-from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from tflm_ext.arena import ArenaMeasurement, measure_arena
 from tflm_ext.errors import TflmExtError
@@ -29,6 +28,7 @@ from tflm_ext.passes.check_graph import check_graph
 from tflm_ext.passes.remove_dead_tensors import dead_tensors
 from tflm_ext.passes.remove_unused_buffers import unused_buffers
 from tflm_ext.passes.split_stage_builtin import split_stage_into_tiles
+from tflm_ext.tflite_file import read_model, root
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def rewrite_stage(
     """
     if mode not in _STAGE_PASSES:
         raise TflmExtError(f"rewrite mode {mode!r} is not one of {sorted(_STAGE_PASSES)}")
-    model = _read(model_bytes)
+    model = read_model(model_bytes)
     check_graph(model, after="reading the model")
     interface = _interface(model)
     stage_pass = _STAGE_PASSES[mode]
@@ -82,7 +82,7 @@ def rewrite_stage(
         check_graph(model, after=name)
     _check_clean(model)
     rewritten = bytes(model.build())
-    if _interface(_read(rewritten)) != interface:
+    if _interface(read_model(rewritten)) != interface:
         raise TflmExtError("the rewrite changed the model's inputs or outputs")
     log.info(
         "rewrote operators %d..%d (%s): %d B -> %d B",
@@ -124,7 +124,7 @@ def verify(
 
 def example_inputs(model_bytes: bytes, inputs: np.ndarray | int, seed: int) -> list[np.ndarray]:
     """One (N, *shape) array per model input."""
-    tensors = _read(model_bytes).subgraphs[0].inputs
+    tensors = read_model(model_bytes).subgraphs[0].inputs
     shapes = [tuple(int(d) for d in t.shape) for t in tensors]
     dtypes = [np.dtype(t.numpy_dtype) for t in tensors]
     if not isinstance(inputs, int | np.integer):
@@ -150,7 +150,7 @@ def run_outputs(model_bytes: bytes, examples: list[np.ndarray]) -> list[np.ndarr
     (``examples`` holds one (N, *shape) array per model input). Builds an interpreter in
     this process: call it through ``run_isolated`` for models not yet vetted."""
     interpreter = make_interpreter(model_bytes)
-    count = schema.Model.GetRootAs(model_bytes, 0).Subgraphs(0).OutputsLength()
+    count = root(model_bytes).Subgraphs(0).OutputsLength()
     outputs: list[list[np.ndarray]] = [[] for _ in range(count)]
     for n in range(len(examples[0]) if examples else 0):
         for i, source in enumerate(examples):
@@ -183,13 +183,6 @@ def _random(rng: np.random.Generator, count: int, shape: tuple, dtype: np.dtype)
         limits = np.iinfo(dtype)
         return rng.integers(limits.min, limits.max, (count, *shape), endpoint=True, dtype=dtype)
     return rng.uniform(-1.0, 1.0, (count, *shape)).astype(dtype)
-
-
-def _read(model_bytes: bytes) -> model_editor.Model:
-    try:
-        return model_editor.read(bytes(model_bytes))
-    except Exception as e:  # the flatbuffer reader raises anything on garbage input
-        raise TflmExtError(f"cannot read a .tflite model from {len(model_bytes)} B: {e}") from e
 
 
 def _interface(model: model_editor.Model) -> tuple:

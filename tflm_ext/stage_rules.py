@@ -27,6 +27,7 @@ from tflm_ext.interpreter import ARENA_ALIGNMENT, align_up
 from tflm_ext.model_graph import ModelGraph
 from tflm_ext.passes import stage_ops
 from tflm_ext.patch_op import MAX_OPS
+from tflm_ext.tflite_file import read_model
 
 StageRule = Callable[[ModelGraph, int, int], "str | None"]
 
@@ -125,7 +126,7 @@ def _stride(graph: ModelGraph, op: int) -> int:
 def operator_problems(model_bytes: bytes, graph: ModelGraph) -> list[str | None]:
     """Per operator: None when it may join a stage, else why not (the rewrite's own rules,
     ``passes.stage_ops``, then whether its receptive field can be computed)."""
-    operators = model_editor.read(bytes(model_bytes)).subgraphs[0].operators
+    operators = read_model(model_bytes).subgraphs[0].operators
     return [_operator_problem(graph, op, i) for i, op in enumerate(operators)]
 
 

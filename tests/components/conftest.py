@@ -12,17 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.artifacts import FeatureSet
+from components.artifacts import ExampleSet, Preprocessing
 
 LABELS = ("_silence_", "_unknown_", "yes")
-SHAPE = (49, 10)
+SHAPE = (49, 10, 1)
 COUNTS = {"train": 90, "validation": 24, "test": 30}
 
 
-def write_feature_set(root: Path, seed: int = 0, shape: tuple[int, int] = SHAPE) -> FeatureSet:
+def write_feature_set(root: Path, seed: int = 0, shape: tuple[int, ...] = SHAPE) -> ExampleSet:
     import tensorflow as tf
 
-    from components.extract_features import serialize_example
+    from components.example_records import serialize_example
 
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -33,13 +33,17 @@ def write_feature_set(root: Path, seed: int = 0, shape: tuple[int, int] = SHAPE)
                 x = rng.normal(0.0, 1.0, shape).astype(np.float32)
                 x[:, 3 * label : 3 * label + 3] += 4.0
                 writer.write(serialize_example(x, label, f"{split}/{i:04d}"))
-    return FeatureSet(
-        directory=root, labels=LABELS, feature_shape=shape, frontend="mfcc", counts=COUNTS
+    return ExampleSet(
+        directory=root,
+        labels=LABELS,
+        example_shape=shape,
+        preprocessing=Preprocessing(kind="audio", frontend="mfcc"),
+        counts=COUNTS,
     )
 
 
 @pytest.fixture(scope="session")
-def feature_set(tmp_path_factory) -> FeatureSet:
+def feature_set(tmp_path_factory) -> ExampleSet:
     return write_feature_set(tmp_path_factory.mktemp("features"))
 
 
@@ -47,7 +51,9 @@ def feature_set(tmp_path_factory) -> FeatureSet:
 def trained(feature_set, tmp_path_factory):
     from components import train
 
-    spec = train.TrainSpec(filters=16, blocks=1, epochs=3, batch_size=16, learning_rate=0.01)
+    spec = train.TrainSpec(
+        model={"filters": 16, "blocks": 1}, epochs=3, batch_size=16, learning_rate=0.01
+    )
     return train.run(spec, feature_set, tmp_path_factory.mktemp("model"), progress=False)
 
 

@@ -9,28 +9,31 @@ import numpy as np
 import pytest
 
 import tflm_ext
-from components import feature_records, patch
-from components.artifacts import QuantizedModel
+from components import example_records, patch
+from components.artifacts import Preprocessing, QuantizedModel
 from components.quantize import convert_int8
 from tests.components.conftest import LABELS, write_feature_set
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the custom op needs g++")
-SHAPE = (48, 40)
+SHAPE = (48, 40, 1)
 
 
 def quantized_model(root, name: str, layers, features) -> QuantizedModel:
     import keras
 
     keras.utils.set_random_seed(0)
-    x, _ = feature_records.load_split(features, "train")
-    inputs = keras.Input((*SHAPE, 1), batch_size=1)
+    x, _ = example_records.load_split(features, "train")
+    inputs = keras.Input(SHAPE, batch_size=1)
     h = inputs
     for layer in layers:
         h = layer(h)
     model = keras.Model(inputs, keras.layers.Dense(len(LABELS))(h))
     path = root / f"{name}.tflite"
-    path.write_bytes(convert_int8(model, x[:32, ..., None]))
-    return QuantizedModel(path=path, labels=LABELS, input_shape=SHAPE, frontend="mfcc")
+    path.write_bytes(convert_int8(model, x[:32]))
+    return QuantizedModel(
+        path=path, labels=LABELS, input_shape=SHAPE,
+        preprocessing=Preprocessing(kind="audio", frontend="mfcc"),
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +67,7 @@ def test_dominant_first_stage_is_patched_and_verified(stage_heavy, features, tmp
     assert names == {"patch_plan.md", "memory_unpatched.png", "memory_patched.png"}
     assert all(p.stat().st_size > 0 for p in result.report_files)
     assert "| yes |" in (tmp_path / "patch_plan.md").read_text()
-    x, _ = feature_records.load_split(features, "test")
+    x, _ = example_records.load_split(features, "test")
     before = tflm_ext.run_isolated(tflm_ext.run_batch, stage_heavy.read_bytes(), x).scores
     after = tflm_ext.run_isolated(tflm_ext.run_batch, result.patched.read_bytes(), x).scores
     np.testing.assert_array_equal(before, after)  # every test example, not only the verified 4

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import tflm_ext
-from components import feature_records
+from components import example_records
 from tflm_ext.inference import input_details, output_details
 
 
@@ -20,8 +20,8 @@ def test_model_is_full_int8(quantized):
 def test_int8_on_tflm_agrees_with_float(quantized, trained, feature_set):
     import keras
 
-    x, _ = feature_records.load_split(feature_set, "test")
-    float_pred = keras.models.load_model(trained.path).predict(x[..., None], verbose=0)
+    x, _ = example_records.load_split(feature_set, "test")
+    float_pred = keras.models.load_model(trained.path).predict(x, verbose=0)
     int8_scores = tflm_ext.run_isolated(tflm_ext.run_batch, quantized.read_bytes(), x).scores
     agreement = np.mean(float_pred.argmax(1) == int8_scores.argmax(1))
     assert agreement >= 0.9

@@ -6,19 +6,19 @@ import dataclasses
 
 import pytest
 
-from components import ds_cnn, train
+from components import models, train
 from components.errors import ComponentError
 
 
 def test_default_ds_cnn_is_mlperf_tiny_sized():
-    model = ds_cnn.build((49, 10), 12)
+    model = models.build("ds_cnn", (49, 10, 1), 12)
     assert model.output_shape == (None, 12)
     assert 20_000 < model.count_params() < 30_000  # MLPerf Tiny's DS-CNN: about 24k
 
 
 def test_training_learns_and_keeps_history(trained):
     assert trained.path.is_file() and trained.path.suffix == ".keras"
-    assert trained.input_shape == (49, 10) and len(trained.labels) == 3
+    assert trained.input_shape == (49, 10, 1) and len(trained.labels) == 3
     assert set(trained.history) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert len(trained.history["loss"]) == 3
     assert trained.history["loss"][-1] < trained.history["loss"][0]
@@ -26,7 +26,9 @@ def test_training_learns_and_keeps_history(trained):
 
 
 def test_same_seed_same_history(trained, feature_set, tmp_path):
-    spec = train.TrainSpec(filters=16, blocks=1, epochs=3, batch_size=16, learning_rate=0.01)
+    spec = train.TrainSpec(
+        model={"filters": 16, "blocks": 1}, epochs=3, batch_size=16, learning_rate=0.01
+    )
     again = train.run(spec, feature_set, tmp_path, progress=False)
     assert again.history["loss"] == pytest.approx(trained.history["loss"], rel=1e-5)
 

@@ -132,3 +132,13 @@ def test_export_writes_a_firmware_folder(inverted_residual_int8_model, tmp_path,
     files = {p.name for p in (tmp_path / "fw").rglob("*")}
     assert {"model_data.cc", "model_data.h", "op_resolver.h", "README.md"} <= files
     assert "patch_stage_op.cc" in files
+
+
+def test_third_party_noise_stays_out_of_the_output():
+    """Beam's BigQuery/apitools notices and TensorFlow's start-up lines only with --verbose."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "validate", str(REPO / "configs/vww.yaml")],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert done.stderr == ""
+    assert "pipeline: vww" in done.stdout

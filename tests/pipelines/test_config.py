@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,51 @@ def test_no_device_is_refused(tmp_path):
 def test_malformed_override():
     with pytest.raises(PipelineError, match="expected key=value"):
         config.load(KWS, ["train.epochs"])
+
+
+VWW = REPO / "configs" / "vww.yaml"
+
+
+def test_the_pipeline_key_picks_the_pipeline():
+    kws, vww = config.load(KWS), config.load(VWW)
+    assert (type(kws).__name__, type(vww).__name__) == ("KwsConfig", "VwwConfig")
+    assert vww.train.architecture == "mobilenet_v1" and vww.images.image_size == (96, 96)
+    assert vww.train.model["alpha"] == 0.25 and vww.train.augment is not None
+
+
+def test_a_config_without_the_pipeline_key_is_kws(tmp_path):
+    assert config.load(write(tmp_path, minimal(tmp_path))).pipeline == "kws"
+
+
+def test_vww_keys_left_out_take_the_vww_recipe(tmp_path):
+    cfg = config.load(write(tmp_path, minimal(tmp_path, pipeline="vww", train={"epochs": 2})))
+    assert (cfg.train.architecture, cfg.train.schedule, cfg.train.epochs) == (
+        "mobilenet_v1", "step", 2,
+    )  # fmt: skip
+    assert cfg.track.registered_model_name == "vww-mobilenet-v1"
+
+
+def test_unknown_pipeline_and_unknown_model_option_are_named(tmp_path):
+    with pytest.raises(PipelineError, match="pipeline"):
+        config.load(write(tmp_path, minimal(tmp_path, pipeline="ocr")))
+    bad = minimal(tmp_path, pipeline="vww", train={"model": {"alpha": 0.25, "alpah": 1}})
+    with pytest.raises(PipelineError, match=r"key 'train'.*model\.alpah"):
+        config.load(write(tmp_path, bad))
+
+
+def test_image_sources_need_their_paths(tmp_path):
+    data = {"source": "coco", "path": str(tmp_path)}
+    with pytest.raises(PipelineError, match=r"key 'data'.*annotations"):
+        config.load(write(tmp_path, minimal(tmp_path, pipeline="vww", data=data)))
+
+
+def test_loading_a_config_imports_nothing_heavy():
+    """``validate`` must answer at once: no TensorFlow, Beam, MLflow or matplotlib."""
+    code = (
+        "import sys; from pipelines import config; [config.load(p) for p in sys.argv[1:]];"
+        "print(sorted(m for m in ('tensorflow', 'apache_beam', 'mlflow', 'matplotlib', 'keras')"
+        " if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(KWS), str(VWW)], cwd=REPO,
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert done.stdout.strip() == "[]"

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from components.audio import load_clip
+from components.audio.wav import load_clip
 from pipelines import cli
 
 pytest.importorskip("espeakng_loader", reason="the synthetic data needs the [synth] extra")

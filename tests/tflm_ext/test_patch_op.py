@@ -25,7 +25,6 @@ from tflm_ext.patch_op import (
     PatchStage,
     decode_options,
     encode_options,
-    tile_bounds,
 )
 
 STAGE = PatchStage(
@@ -93,13 +92,6 @@ def test_unknown_kind_and_op_counts_are_refused() -> None:
         decode_options(bytes(options))
     with pytest.raises(TflmExtError, match=f"1..{MAX_OPS} ops, not 0"):
         encode_options(PatchStage(grid=(1, 1), input_shape=(1, 1, 1), ops=()))
-
-
-def test_tile_bounds_are_balanced_and_cover_the_axis() -> None:
-    assert tile_bounds(10, 3) == ((0, 3), (3, 6), (6, 10))
-    assert tile_bounds(9, 4) == ((0, 2), (2, 4), (4, 6), (6, 9))  # never an empty tile
-    with pytest.raises(TflmExtError, match="cannot cut an axis of 4 into 5 tiles"):
-        tile_bounds(4, 5)
 
 
 def _c_name(prefix: str, field: str) -> str:

@@ -52,8 +52,9 @@ def test_axis_window_clips_and_reports_border_padding() -> None:
 
 def test_split_span_is_the_kernels_balanced_split() -> None:
     assert rf.split_span(10, 3) == (Span(0, 3), Span(3, 6), Span(6, 10))
+    assert rf.split_span(9, 4) == (Span(0, 2), Span(2, 4), Span(4, 6), Span(6, 9))  # none empty
     assert rf.split_span(4, 4) == tuple(Span(i, i + 1) for i in range(4))
-    with pytest.raises(TflmExtError, match="cannot split 3"):
+    with pytest.raises(TflmExtError, match="cannot cut an axis of 3 into 4 tiles"):
         rf.split_span(3, 4)
 
 

@@ -3,7 +3,8 @@
 One module per pass, named by what it does; ``tflm_ext.rewrite`` runs them in order and
 calls ``check_graph`` after each. Helper modules that are not passes: ``check_graph``
 (validity), ``stage_ops`` (support rules and op translation), ``quantization`` (TFLM's
-requantization parameters).
+requantization parameters), ``new_tensors`` (listing what a pass creates, keeping the
+invariant below).
 
 Invariant every pass keeps: signature defs name tensors by their position in the subgraph's
 tensor list, so a pass appends new tensors at the end and only ``remove_dead_tensors`` (which

@@ -14,6 +14,7 @@ from tflite_micro.tensorflow.lite.micro.compression import model_editor
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from tflm_ext.errors import TflmExtError
+from tflm_ext.tflite_file import holds_data
 
 _SHOWN = 5
 
@@ -61,7 +62,7 @@ def _dataflow(subgraph: model_editor.Subgraph, index: int) -> list[str]:
             if t is not None and not _is_source(t) and id(t) not in available:
                 problems.append(f"{where} reads {t.name!r} before anything writes it")
         for t in op.outputs:
-            if id(t) in written or _has_data(t):
+            if id(t) in written or holds_data(t):
                 problems.append(f"{where} writes {t.name!r}, already written or constant")
             written.add(id(t))
             available.add(id(t))
@@ -105,10 +106,6 @@ def _buffers(model: model_editor.Model) -> list[str]:
     ]
 
 
-def _has_data(tensor: model_editor.Tensor) -> bool:
-    return tensor.buffer is not None and len(tensor.buffer.data) > 0
-
-
 def _is_source(tensor: model_editor.Tensor) -> bool:
     """Constants and variable (state) tensors need no writer before they are read."""
-    return _has_data(tensor) or tensor.is_variable
+    return holds_data(tensor) or tensor.is_variable

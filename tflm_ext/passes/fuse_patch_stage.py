@@ -15,9 +15,11 @@ import logging
 from tflite_micro.tensorflow.lite.micro.compression import model_editor
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
+from tflm_ext import receptive_field as rf
 from tflm_ext.errors import TflmExtError
 from tflm_ext.passes import stage_boundary, stage_ops
-from tflm_ext.patch_op import MAX_OPS, OP_NAME, PatchStage, encode_options, tile_bounds
+from tflm_ext.passes.new_tensors import append_new_tensors
+from tflm_ext.patch_op import MAX_OPS, OP_NAME, PatchStage, encode_options
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +30,7 @@ def fuse_patch_stage(
     """Fuse ops[first_op..last_op] (inclusive) into one patch-stage op over a rows x cols grid."""
     subgraph = model.subgraphs[0]
     ops = _stage_ops(subgraph, first_op, last_op)
-    for offset, op in enumerate(ops):
-        stage_ops.check_supported(op, first_op + offset)
-    source = stage_boundary.stage_input(ops, first_op)
-    stage_boundary.check_nothing_escapes(subgraph, ops, first_op)
+    source = stage_boundary.checked_stage_input(subgraph, ops, first_op)
     stage, constants = _describe(ops, source, grid)
     custom = model_editor.Operator(
         opcode=schema.BuiltinOperator.CUSTOM,
@@ -41,7 +40,7 @@ def fuse_patch_stage(
     )
     custom._fb.customOptions = list(encode_options(stage))
     custom._fb.customOptionsFormat = schema.CustomOptionsFormat.FLEXBUFFERS
-    _add_new_constants(model, constants)
+    append_new_tensors(model, constants)
     subgraph.operators[first_op : last_op + 1] = [custom]
     log.info("fused operators %d..%d into %s with a %dx%d grid", first_op, last_op, OP_NAME, *grid)
 
@@ -67,19 +66,7 @@ def _describe(
         inner.append(translated.inner)
         constants.extend(translated.constants)
     out_h, out_w, _ = inner[-1].output_shape
-    tile_bounds(out_h, grid[0])  # raises when the grid does not fit the stage output
-    tile_bounds(out_w, grid[1])
+    rf.split_span(out_h, grid[0])  # raises when the grid does not fit the stage output
+    rf.split_span(out_w, grid[1])
     input_shape = tuple(int(d) for d in source.shape[1:])
     return PatchStage(grid=tuple(grid), input_shape=input_shape, ops=tuple(inner)), constants
-
-
-def _add_new_constants(model: model_editor.Model, constants: list[model_editor.Tensor]) -> None:
-    """List the tensors (and buffers) this pass created at the end, where appending keeps
-    every existing tensor's position (signature defs refer to positions)."""
-    subgraph = model.subgraphs[0]
-    known = {id(t) for t in subgraph.tensors}
-    fresh = [t for t in constants if id(t) not in known]
-    subgraph.tensors.extend(fresh)
-    if model.buffers:  # a model that was read lists its buffers; keep that list complete
-        for tensor in fresh:
-            model.buffers.append(tensor.buffer)

@@ -16,7 +16,7 @@ output tensor, so every consumer downstream is untouched. TFLM's CONCATENATION t
 
 The tile windows are the custom op's: the stage is described with ``stage_ops.translate``
 (what ``fuse_patch_stage`` encodes) and walked with ``receptive_field.tile_regions`` over
-the same grid split (``patch_op.tile_bounds``).
+the same grid split (``receptive_field.split_span``).
 
 It saves less than the custom op: every finished tile stays alive until its row is joined,
 every row until the last join, and the joined copy is alive beside them, so the stage's
@@ -35,8 +35,9 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
 from tflm_ext import receptive_field as rf
 from tflm_ext.errors import TflmExtError
 from tflm_ext.passes import stage_boundary, stage_ops
+from tflm_ext.passes.new_tensors import append_new_tensors
 from tflm_ext.passes.tile_builder import HEIGHT, WIDTH, Held, TileBuilder
-from tflm_ext.patch_op import PatchStage, tile_bounds
+from tflm_ext.patch_op import PatchStage
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def split_stage_into_tiles(
     if len(row_spans) > 1:
         builder.concatenate(rows, HEIGHT, f"{output.name}/rows", output)
     subgraph.operators[first_op : last_op + 1] = builder.operators
-    _add_new_tensors(model, builder.tensors)
+    append_new_tensors(model, builder.tensors)
     log.info(
         "split operators %d..%d into %d builtin operators over a %dx%d grid",
         first_op,
@@ -87,10 +88,7 @@ def split_stage_into_tiles(
 def describe_stage(subgraph: model_editor.Subgraph, first_op: int, last_op: int) -> TiledStage:
     """Check the stage as ``fuse_patch_stage`` does and describe it as its custom op would."""
     ops = stage_boundary.stage_operators(subgraph, first_op, last_op)
-    for offset, op in enumerate(ops):
-        stage_ops.check_supported(op, first_op + offset)
-    source = stage_boundary.stage_input(ops, first_op)
-    stage_boundary.check_nothing_escapes(subgraph, ops, first_op)
+    source = stage_boundary.checked_stage_input(subgraph, ops, first_op)
     buffers = {id(source): 0}
     inner = []
     for index, op in enumerate(ops):
@@ -134,20 +132,10 @@ def _grid_spans(
 ) -> tuple[tuple[rf.Span, ...], tuple[rf.Span, ...]]:
     """The custom op's split of the stage output into rows and columns of tiles."""
     whole = rf.full_region(stage.chain)
-    rows = tile_bounds(len(whole.rows), grid[0])  # raises when the grid does not fit
-    cols = tile_bounds(len(whole.cols), grid[1])
+    rows = rf.split_span(len(whole.rows), grid[0])  # raises when the grid does not fit
+    cols = rf.split_span(len(whole.cols), grid[1])
     if len(rows) * len(cols) == 1:
         raise TflmExtError(
             "a (1, 1) grid splits nothing into tiles; keep the stage's operators as they are"
         )
-    return tuple(rf.Span(*b) for b in rows), tuple(rf.Span(*b) for b in cols)
-
-
-def _add_new_tensors(model: model_editor.Model, tensors: list[model_editor.Tensor]) -> None:
-    """List the created tensors (and their buffers) at the end, where appending keeps every
-    existing tensor's position (signature defs refer to positions)."""
-    model.subgraphs[0].tensors.extend(tensors)
-    if model.buffers:  # a model that was read lists its buffers; keep that list complete
-        for tensor in tensors:
-            if tensor.buffer is not None:
-                model.buffers.append(tensor.buffer)
+    return rows, cols

@@ -24,6 +24,18 @@ def stage_operators(
     return subgraph.operators[first_op : last_op + 1]
 
 
+def checked_stage_input(
+    subgraph: model_editor.Subgraph, ops: list[model_editor.Operator], first_op: int
+) -> model_editor.Tensor:
+    """The stage input, once the stage passes every check both stage passes make: each
+    operator's support rules (``stage_ops``), one activation in, only the last output out."""
+    for offset, op in enumerate(ops):
+        stage_ops.check_supported(op, first_op + offset)
+    source = stage_input(ops, first_op)
+    check_nothing_escapes(subgraph, ops, first_op)
+    return source
+
+
 def stage_input(ops: list[model_editor.Operator], first_op: int) -> model_editor.Tensor:
     """The one activation the stage reads that no stage op writes."""
     produced = {id(op.outputs[0]) for op in ops}

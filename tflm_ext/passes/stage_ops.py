@@ -15,9 +15,11 @@ import numpy as np
 from tflite_micro.tensorflow.lite.micro.compression import model_editor
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
+from tflm_ext import receptive_field as rf
 from tflm_ext.errors import TflmExtError
 from tflm_ext.passes import quantization
 from tflm_ext.patch_op import InnerOp, OpKind
+from tflm_ext.tflite_file import holds_data
 
 Op = model_editor.Operator
 Tensor = model_editor.Tensor
@@ -41,8 +43,8 @@ class Translated:
 
 
 def is_constant(tensor: Tensor | None) -> bool:
-    """Constants carry data in their buffer; activations have none."""
-    return tensor is not None and tensor.buffer is not None and len(tensor.buffer.data) > 0
+    """Constants carry data in their buffer; activations (and absent inputs) have none."""
+    return tensor is not None and holds_data(tensor)
 
 
 def activations(op: Op) -> list[Tensor]:
@@ -191,13 +193,11 @@ def _padding(
     padding: int, size: int, out: int, kernel: int, stride: int, dilation: int, op: Op
 ) -> tuple[int, int]:
     """TFLM's (pad-before, pad-after) along one axis, checking the model's output size."""
-    reach = (kernel - 1) * dilation + 1
-    expected = -(-size // stride) if padding == _SAME else (size - reach) // stride + 1
+    expected, total = rf.tf_padding(size, rf.reach(kernel, dilation), stride, padding == _SAME)
     if expected != out:
         raise TflmExtError(
             f"{op.opcode_name} output size {out} differs from the {expected} TFLM computes"
         )
-    total = max((out - 1) * stride + reach - size, 0)
     return total // 2, total - total // 2
 
 

@@ -1,0 +1,1 @@
+"""Tracking: MLflow run logging, the ``tflm`` model flavor, and the plots they log."""

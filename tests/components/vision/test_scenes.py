@@ -1,0 +1,219 @@
+"""Tests for the generated person-detection scenes, on tiny sets (8 images a split, 64 px)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pydantic
+import pytest
+from PIL import Image
+
+from components.errors import ComponentError
+from components.vision import backgrounds, figures, scene_plan, scenes
+from components.vision.scenes import SceneSpec
+
+TINY = SceneSpec(image_size=64, train=8, validation=8, test=8)
+LABELS = ("person", "non_person")
+SPLITS = ("train", "validation", "test")
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.jpg"))}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    return scenes.run(TINY, tmp_path_factory.mktemp("tiny") / "set", progress=False)
+
+
+def test_writes_split_and_label_folders_with_the_requested_counts(tiny):
+    assert sorted(p.name for p in tiny.iterdir()) == sorted([*SPLITS, scenes.INFO_FILE])
+    for split in SPLITS:
+        assert sorted(p.name for p in (tiny / split).iterdir()) == sorted(LABELS)
+        for label in LABELS:
+            names = sorted(p.name for p in (tiny / split / label).iterdir())
+            assert names == [f"{i:05d}.jpg" for i in range(4)], (split, label)
+    info = json.loads((tiny / scenes.INFO_FILE).read_text())
+    assert info["spec_hash"] == scenes.spec_hash(TINY)
+    assert info["generator"] == scenes.GENERATOR_VERSION
+
+
+def test_images_are_square_rgb_jpegs_of_the_requested_size(tiny):
+    for path in tiny.rglob("*.jpg"):
+        with Image.open(path) as image:
+            assert (image.format, image.mode, image.size) == ("JPEG", "RGB", (64, 64)), path
+
+
+def test_odd_counts_give_the_extra_image_to_person():
+    assert scenes.counts(SceneSpec(train=5, validation=1, test=2)) == {
+        "train": {"person": 3, "non_person": 2},
+        "validation": {"person": 1, "non_person": 0},
+        "test": {"person": 1, "non_person": 1},
+    }
+
+
+def test_same_spec_gives_identical_bytes_and_another_seed_differs(tiny, tmp_path):
+    again = scenes.run(TINY, tmp_path / "again", progress=False)
+    assert _files(again) == _files(tiny)
+    other = _files(scenes.run(SceneSpec(**{**vars(TINY), "seed": 1}), tmp_path / "s1", False))
+    same = [name for name, data in _files(tiny).items() if other[name] == data]
+    assert not same
+
+
+def test_parallel_workers_give_the_same_bytes(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(scenes, "PARALLEL_FROM", 0)
+    monkeypatch.setattr(scenes, "CHUNK", 5)
+    assert _files(scenes.run(TINY, tmp_path / "par", progress=False, workers=2)) == _files(tiny)
+
+
+def test_second_call_with_the_same_spec_returns_at_once_without_writing(tiny, monkeypatch):
+    before = {p: p.stat().st_mtime_ns for p in tiny.rglob("*")}
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a cached set was rendered again")
+
+    monkeypatch.setattr(scenes, "render_chunk", fail)
+    started = time.monotonic()
+    assert scenes.run(TINY, tiny, progress=False) == tiny
+    assert time.monotonic() - started < 0.5
+    assert {p: p.stat().st_mtime_ns for p in tiny.rglob("*")} == before
+
+
+def test_a_different_spec_regenerates_in_place(tmp_path):
+    out = scenes.run(TINY, tmp_path / "set", progress=False)
+    first = _files(out)
+    bigger = SceneSpec(**{**vars(TINY), "train": 10})
+    scenes.run(bigger, out, progress=False)
+    assert scenes.is_complete(out, scenes.spec_hash(bigger))
+    assert len(list((out / "train").rglob("*.jpg"))) == 10
+    assert _files(out) != first
+
+
+def test_a_set_missing_images_is_regenerated(tiny, tmp_path):
+    out = scenes.run(TINY, tmp_path / "set", progress=False)
+    (out / "test" / "person" / "00001.jpg").unlink()
+    assert not scenes.is_complete(out, scenes.spec_hash(TINY))
+    scenes.run(TINY, out, progress=False)
+    assert _files(out) == _files(tiny)
+
+
+def test_an_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
+    real, calls = scenes.render_chunk, []
+
+    def crash_on_second_chunk(spec, root, jobs):
+        calls.append(len(jobs))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(spec, root, jobs)
+
+    monkeypatch.setattr(scenes, "CHUNK", 4)
+    monkeypatch.setattr(scenes, "render_chunk", crash_on_second_chunk)
+    out = tmp_path / "set"
+    with pytest.raises(KeyboardInterrupt):
+        scenes.run(TINY, out, progress=False)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # the partial folder was removed too
+
+
+def test_leftovers_of_a_killed_run_are_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    stale = tmp_path / f".set.partial-{int(dead.stdout)}"
+    (stale / "train" / "person").mkdir(parents=True)
+    scenes.run(TINY, tmp_path / "set", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+
+def test_refuses_a_folder_it_did_not_write(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "holiday.jpg").write_bytes(b"not ours")
+    with pytest.raises(ComponentError, match="did not write"):
+        scenes.run(TINY, tmp_path / "photos", progress=False)
+
+
+@pytest.mark.parametrize("field", ["train", "validation", "test"])
+def test_a_count_of_zero_is_refused(field):
+    with pytest.raises(pydantic.ValidationError, match=field):
+        SceneSpec(**{field: 0})
+
+
+@pytest.mark.parametrize(
+    "fields", [{"person_area": (0.5, 0.2)}, {"jpeg_quality": (90, 101)}, {"image_size": 8}]
+)
+def test_bad_ranges_are_refused(fields):
+    with pytest.raises(pydantic.ValidationError):
+        SceneSpec(**fields)
+
+
+def test_describe_checks_split_label_and_index():
+    with pytest.raises(ComponentError):
+        scenes.describe(TINY, "train", "person", 4)
+    with pytest.raises(ComponentError):
+        scenes.describe(TINY, "holdout", "person", 0)
+
+
+def _described(split: str, label: str, n: int = 200) -> list[scene_plan.Scene]:
+    return [scenes.describe(SceneSpec(), split, label, i) for i in range(n)]
+
+
+def test_person_sizes_poses_and_views_spread():
+    described = _described("train", "person")
+    people = [p for scene in described for p in scene.people]
+    areas = [p.area for p in people]
+    assert all(scene.people for scene in described)
+    assert min(areas) >= 0.05 and min(areas) < 0.08
+    assert max(areas) > 0.7
+    small, large = sum(a < 0.15 for a in areas), sum(a > 0.4 for a in areas)
+    assert small > 0.2 * len(areas) and large > 0.15 * len(areas)
+    poses = Counter(p.pose.name for p in people)
+    assert set(poses) == set(figures.POSES)
+    assert set(p.pose.view for p in people) == {"front", "back", "side"}
+    assert sum(len(s.people) > 1 for s in described) > 20
+    assert sum(p.occluded for p in people) > 20
+    assert sum(p.cut for p in people) > 20
+
+
+def test_non_person_scenes_have_no_people_but_the_same_kind_of_objects():
+    negatives, positives = _described("train", "non_person"), _described("train", "person")
+    assert all(not scene.people for scene in negatives)
+    kinds = {prop.kind for scene in negatives for prop in scene.props}
+    assert {"coat_stand", "animal", "chair", "pole", "bottle", "tree"} <= kinds
+    n_neg, n_pos = (sum(len(s.props) for s in d) for d in (negatives, positives))
+    assert n_neg > n_pos  # stand-ins take the people's place
+    assert sum(bool(s.occluders) for s in negatives) > 30
+
+
+def test_the_held_out_groups_share_nothing():
+    train, test = scene_plan.STYLE_GROUPS["train"], scene_plan.STYLE_GROUPS["test"]
+    for field in ("photos", "textures", "bodies", "palettes", "hair"):
+        a, b = getattr(train, field), getattr(test, field)
+        assert a and b and not set(a) & set(b), field
+    assert scene_plan.SPLIT_GROUPS == {"train": "train", "validation": "train", "test": "test"}
+    used = set(train.photos) | set(test.photos)
+    assert not used & set(backgrounds.EXCLUDED_PHOTOS)
+    assert set(train.textures) | set(test.textures) == set(backgrounds.TEXTURES)
+
+
+def test_every_photo_is_bundled_with_scikit_image():
+    for name in backgrounds.TRAIN_PHOTOS + backgrounds.TEST_PHOTOS:
+        assert min(backgrounds.load_photo(name).size) >= 128, name
+    with pytest.raises(KeyError):
+        backgrounds.load_photo("astronaut")
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_each_split_uses_only_its_group(split):
+    group = scene_plan.STYLE_GROUPS[scene_plan.SPLIT_GROUPS[split]]
+    allowed = {f"photo:{p}" for p in group.photos} | set(group.textures)
+    for label in LABELS:
+        for scene in _described(split, label, 100):
+            assert set(scene.background.sources) <= allowed, scene.background.sources
+            for p in scene.people:
+                assert p.style.body in group.bodies
+                assert p.style.palette in group.palettes
+                assert p.style.hair in group.hair
