@@ -17,7 +17,7 @@ from apache_beam.pvalue import TaggedOutput
 
 from components import beam_stage
 from components.artifacts import Clip, ClipIndex
-from components.audio.frontends import compute_batch
+from components.audio.frontends import compute_batch, peak_normalise
 from components.audio.wav import CLIP_SAMPLES, SAMPLE_RATE, load_clip, load_file
 from components.errors import ComponentError
 from components.example_records import serialize_example
@@ -32,7 +32,11 @@ def augment(
     audio: np.ndarray, noises: Sequence[np.ndarray], spec: FeatureSpec, rng: np.random.Generator
 ) -> np.ndarray:
     """Speech Commands-style augmentation: random time shift, then background noise mixed
-    in at a random volume with probability ``background_frequency``."""
+    in at a random volume with probability ``background_frequency``. For ``mfcc`` the clip is
+    first scaled to a peak of 1, as MLPerf Tiny's pipeline does before it adds noise, so the
+    noise volume means the same signal-to-noise ratio whatever the recording's level."""
+    if spec.frontend == "mfcc":
+        audio = peak_normalise(audio)
     limit = spec.time_shift_ms * SAMPLE_RATE // 1000
     shift = int(rng.integers(-limit, limit + 1))
     out = np.zeros(CLIP_SAMPLES, dtype=np.float32)

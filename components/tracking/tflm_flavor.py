@@ -21,6 +21,7 @@ Called by ``components.tracking.track`` (``log_model``) and by anyone serving a 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import json
 import logging
@@ -57,6 +58,9 @@ FLAVOR_NAME = "tflm"
 DATA_DIR = "data"
 MODEL_FILE = "model.tflite"
 CONFIG_FILE = "tflm.json"
+# 2: the stored preprocessing names MLPerf Tiny's exact front end as "mfcc". Models saved
+# without a format version computed "mfcc" with the earlier 40 ms recipe, now "mfcc40".
+FORMAT_VERSION = 2
 _REQUIRED_PACKAGES = ("tflite-micro", "numpy", "pandas", "tflm-pipelines")
 
 log = logging.getLogger(__name__)
@@ -184,7 +188,11 @@ def save_model(
         raise ComponentError(f"model directory already exists: {path}")
     (path / DATA_DIR).mkdir(parents=True)
     shutil.copyfile(tflite_path, path / DATA_DIR / MODEL_FILE)
-    config = {"labels": list(labels), "preprocessing": preprocessing.describe()}
+    config = {
+        "format_version": FORMAT_VERSION,
+        "labels": list(labels),
+        "preprocessing": preprocessing.describe(),
+    }
     (path / DATA_DIR / CONFIG_FILE).write_text(json.dumps(config, indent=2))
     mlflow_model = mlflow_model or Model()
     if signature is not None:
@@ -266,10 +274,16 @@ def _open(data_dir: Path) -> TflmClassifier:
 
 
 def _stored_preprocessing(config: dict) -> Preprocessing:
-    """The stored preprocessing; models saved before it existed recorded only a front end."""
+    """The stored preprocessing. Models saved before it existed recorded only a front end,
+    and those saved before format version 2 meant the 40 ms variant by "mfcc"."""
     if "preprocessing" in config:
-        return Preprocessing.from_record(config["preprocessing"])
-    return Preprocessing(kind="audio", frontend=str(config["frontend"]))
+        stored = Preprocessing.from_record(config["preprocessing"])
+    else:
+        stored = Preprocessing(kind="audio", frontend=str(config["frontend"]))
+    if stored.frontend == "mfcc" and config.get("format_version", 1) < 2:
+        log.warning("model saved before format version 2: its 'mfcc' is the 40 ms 'mfcc40'")
+        return dataclasses.replace(stored, frontend="mfcc40")
+    return stored
 
 
 def load_model(model_uri: str, dst_path: str | None = None) -> TflmClassifier:

@@ -16,6 +16,7 @@ from components.artifacts import Clip, ClipIndex, Preprocessing, SpeechDataset
 from components.audio import speech_commands
 from components.audio.extract_features import FeatureSpec, run
 from components.audio.feature_transforms import augment, clip_key, clip_rng
+from components.audio.frontends import peak_normalise
 from components.audio.wav import CLIP_SAMPLES, SAMPLE_RATE
 from components.errors import ComponentError
 from components.example_records import load_split
@@ -195,7 +196,18 @@ def test_background_noise_is_mixed_at_most_at_the_set_volume():
     spec = FeatureSpec(background_frequency=1.0, background_volume=0.2, time_shift_ms=0)
     audio = _tone(440.0, 1.0)
     noise = [np.full(2 * CLIP_SAMPLES, 0.5, np.float32)]
+    clean = peak_normalise(audio)  # mfcc mixes noise into the clip scaled to a peak of 1
+    unclipped = np.abs(clean) < 0.85
     for copy in range(1, 10):
-        added = augment(audio, noise, spec, clip_rng(0, _clip(), copy)) - audio
+        added = (augment(audio, noise, spec, clip_rng(0, _clip(), copy)) - clean)[unclipped]
         assert 0 < added.max() <= 0.2 * 0.5 + 1e-6
         np.testing.assert_allclose(added, added[0], atol=1e-6)  # a constant noise, scaled
+
+
+def test_noise_volume_is_relative_to_the_peak_normalised_clip_for_mfcc():
+    """As MLPerf Tiny mixes it: a quiet recording gets the same signal-to-noise ratio."""
+    spec = FeatureSpec(background_frequency=1.0, background_volume=0.2, time_shift_ms=0)
+    audio, noise = _tone(440.0, 1.0), [np.full(2 * CLIP_SAMPLES, 0.5, np.float32)]
+    loud = augment(audio, noise, spec, clip_rng(0, _clip(), 1))
+    quiet = augment(audio / 10, noise, spec, clip_rng(0, _clip(), 1))
+    np.testing.assert_allclose(quiet, loud, atol=1e-6)

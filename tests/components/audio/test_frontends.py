@@ -1,4 +1,6 @@
-"""Tests for components.features: shapes, pinned front-end outputs, an independent MFCC check."""
+"""Tests for components.audio.frontends: shapes, pinned outputs, an independent MFCC check,
+MLPerf Tiny's peak normalisation. The check against MLPerf Tiny's own test vectors and
+reference model is in test_mlperf_reference.py."""
 
 from __future__ import annotations
 
@@ -20,6 +22,10 @@ needs_yes = pytest.mark.skipif(not YES.is_file(), reason=f"TFLM test clip not fo
 # Pinned outputs: (mean, std, sum |x|, x[0, :3], x[mid, :3], x[-1, -1]).
 PINS = {
     ("generated", "mfcc"): (
+        -4.530830, 15.816644, 4632.1652,
+        [-80.217010, 19.959141, 0.836030], [-25.863655, 10.091906, -5.804395], 5.317408,
+    ),
+    ("generated", "mfcc40"): (
         -4.939050, 16.387652, 4861.6124,
         [-83.808510, 20.655846, 0.511867], [-28.678425, 9.062216, -6.475718], 5.958434,
     ),
@@ -28,6 +34,10 @@ PINS = {
         [0.0, 12.265625, 22.1484375], [12.6953125, 9.6875, 15.9765625], 0.0,
     ),
     ("yes", "mfcc"): (
+        -2.205248, 8.443242, 1782.9004,
+        [-34.802658, 8.159611, 4.225037], [-6.767480, -0.781282, 12.390904], -1.428590,
+    ),
+    ("yes", "mfcc40"): (
         -1.864997, 7.711091, 1655.4579,
         [-30.495308, 6.968112, 3.521338], [1.255275, -1.595597, 11.196364], -1.272171,
     ),
@@ -38,7 +48,9 @@ PINS = {
 }  # fmt: skip
 # MFCC goes through float FFTs and oneDNN matmuls: allow last-digit drift between CPUs.
 # The micro-frontend is fixed-point C: its outputs are multiples of 1/25.6, exact anywhere.
-TOLERANCE = {"mfcc": {"rtol": 1e-4, "atol": 2e-3}, "micro": {"rtol": 0, "atol": 1e-6}}
+# The mfcc40 pins are those of the project's MFCC before it became MLPerf Tiny's: unchanged.
+MFCC_TOLERANCE = {"rtol": 1e-4, "atol": 2e-3}
+TOLERANCE = {"mfcc": MFCC_TOLERANCE, "mfcc40": MFCC_TOLERANCE, "micro": {"rtol": 0, "atol": 1e-6}}
 
 
 def generated_clip() -> np.ndarray:
@@ -75,16 +87,19 @@ def test_tflm_yes_clip_output_is_pinned(frontend):
     np.testing.assert_allclose(_summary(out), _flat(PINS["yes", frontend]), **TOLERANCE[frontend])
 
 
-def _numpy_mfcc(audio: np.ndarray) -> np.ndarray:
-    """The MLPerf Tiny MFCC recipe written out in numpy/scipy, independent of tf.signal."""
+def _numpy_mfcc(audio: np.ndarray, window: int, fft: int, peak: bool) -> np.ndarray:
+    """The MFCC recipe written out in numpy/scipy, independent of tf.signal."""
 
     def mel(hz):
         return 1127.0 * np.log1p(np.asarray(hz) / 700.0)
 
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(640) / 640)  # periodic Hann
-    frames = np.stack([audio[i * 320 : i * 320 + 640] * window for i in range(49)])
-    magnitude = np.abs(np.fft.rfft(frames, 1024))
-    bins = mel(np.linspace(0, SAMPLE_RATE / 2, 513))[1:, None]
+    if peak:
+        audio = audio / audio.max()
+    frames_count = 1 + (CLIP_SAMPLES - window) // 320
+    hann = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(window) / window)  # periodic Hann
+    frames = np.stack([audio[i * 320 : i * 320 + window] * hann for i in range(frames_count)])
+    magnitude = np.abs(np.fft.rfft(frames, fft))
+    bins = mel(np.linspace(0, SAMPLE_RATE / 2, fft // 2 + 1))[1:, None]
     edges = np.linspace(mel(20.0), mel(4000.0), 42)
     lo, centre, hi = edges[:-2], edges[1:-1], edges[2:]
     weights = np.maximum(0, np.minimum((bins - lo) / (centre - lo), (hi - bins) / (hi - centre)))
@@ -93,12 +108,45 @@ def _numpy_mfcc(audio: np.ndarray) -> np.ndarray:
     return dct(log_mel, type=2, axis=-1)[:, :10] / np.sqrt(2 * 40)
 
 
-def test_mfcc_matches_an_independent_numpy_implementation():
+@pytest.mark.parametrize(
+    ("frontend", "window", "fft", "peak"),
+    [("mfcc", 480, 512, True), ("mfcc40", 640, 1024, False)],
+)
+def test_mfcc_matches_an_independent_numpy_implementation(frontend, window, fft, peak):
     # float32 vs float64 differ by up to ~0.02 where mel bands are nearly empty (the log
     # amplifies tiny energies); a wrong window, stride, band or DCT scaling is off by units.
     audio = generated_clip()
-    expected = _numpy_mfcc(audio.astype(np.float64))
-    np.testing.assert_allclose(frontends.compute("mfcc", audio), expected, atol=0.05)
+    expected = _numpy_mfcc(audio.astype(np.float64), window, fft, peak)
+    assert expected.shape == frontends.feature_shape(frontend)  # 49 frames, no end padding
+    np.testing.assert_allclose(frontends.compute(frontend, audio), expected, atol=0.05)
+
+
+def test_mfcc_does_not_depend_on_the_level_of_the_clip():
+    # Peak normalisation: a clip recorded 20 dB quieter gives the same features.
+    clip = generated_clip()
+    loud, quiet = frontends.compute_batch("mfcc", np.stack([clip, 0.1 * clip]))
+    np.testing.assert_allclose(quiet, loud, atol=0.05)  # float32 rounding, as above
+    old_loud, old_quiet = frontends.compute_batch("mfcc40", np.stack([clip, 0.1 * clip]))
+    assert np.abs(old_loud - old_quiet).max() > 1.0  # the old variant saw the level
+
+
+def test_peak_normalise_divides_by_the_signed_maximum_and_never_makes_nan():
+    clips = np.array(
+        [[0.5, -0.8, 0.25], [-0.5, -0.25, -1.0], [0.0, -0.5, -0.25], [0.0, 0.0, 0.0]],
+        dtype=np.float32,
+    )
+    out = frontends.peak_normalise(clips)
+    np.testing.assert_allclose(out[0], [1.0, -1.6, 0.5])  # max, not max |x|: as the reference
+    np.testing.assert_allclose(out[1], [2.0, 1.0, 4.0])  # divided by -0.25, sign flipped
+    np.testing.assert_allclose(out[2], [0.0, -1.0, -0.5])  # max 0: by the largest magnitude
+    np.testing.assert_array_equal(out[3], [0.0, 0.0, 0.0])  # silence stays silence
+    assert out.dtype == np.float32
+
+
+def test_silent_and_negative_clips_give_finite_mfccs():
+    clips = np.stack([np.zeros(CLIP_SAMPLES, np.float32), -np.abs(generated_clip()) - 1e-3])
+    for frontend in frontends.MFCC_RECIPES:
+        assert np.isfinite(frontends.compute_batch(frontend, clips)).all(), frontend
 
 
 @pytest.mark.parametrize("frontend", sorted(frontends.FRONTENDS))

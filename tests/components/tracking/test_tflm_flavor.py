@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,7 +101,9 @@ def test_save_model_writes_both_flavors_and_pinned_requirements(saved_model: Pat
     data = saved_model / tflm["data"]
     assert (data / tflm["model_file"]).read_bytes() == tiny_tflite.read_bytes()
     config = json.loads((data / tflm["config_file"]).read_text())
-    assert config == {"labels": list(LABELS), "preprocessing": PREPROCESSING.describe()}
+    assert config == {
+        "format_version": 2, "labels": list(LABELS), "preprocessing": PREPROCESSING.describe()
+    }
     requirements = (saved_model / "requirements.txt").read_text().splitlines()
     assert any(r.startswith("tflite-micro==") for r in requirements)
     assert any(r.startswith("tflm-pipelines") for r in requirements)
@@ -181,3 +184,17 @@ def test_log_model_registers_a_version_that_serves(tiny_tflite: Path, tmp_path: 
         assert_prediction(model.predict(list(clips)), expected_scores(tiny_tflite, clips))
     assert mlflow.get_tracking_uri() != uri
     assert (tmp_path / "art").is_dir()
+
+
+@pytest.mark.parametrize(
+    "legacy",
+    [{"labels": list(LABELS), "frontend": "mfcc"},
+     {"labels": list(LABELS), "preprocessing": {"kind": "audio", "frontend": "mfcc"}}],
+)  # fmt: skip
+def test_models_saved_before_format_2_keep_their_40_ms_mfcc(saved_model, tmp_path, legacy):
+    """Their "mfcc" meant the 40 ms recipe: they must keep getting those features."""
+    old = tmp_path / "old"
+    shutil.copytree(saved_model, old)
+    (old / "data" / "tflm.json").write_text(json.dumps(legacy))
+    model = tflm_flavor.load_model(str(old))
+    assert model.preprocessing == Preprocessing(kind="audio", frontend="mfcc40")
