@@ -43,7 +43,7 @@ def run(
     rng = np.random.default_rng(spec.seed)
     sample = x[rng.permutation(len(x))[: spec.representative_examples]]
     try:
-        model_bytes = convert_int8(_batch_of_one(trained), sample)
+        model_bytes = convert_int8(batch_of_one(_load(trained)), sample)
     except Exception as e:  # the converter raises many unrelated types
         raise ComponentError(f"int8 conversion of {trained.path} failed: {e}") from e
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -76,16 +76,23 @@ def convert_int8(model, calibration) -> bytes:
     return bytes(converter.convert())
 
 
-def _batch_of_one(trained: TrainedModel):
-    """The trained model with its batch fixed to 1, as firmware runs it.
+def batch_of_one(model):
+    """``model`` with its batch fixed to 1, as firmware runs it.
 
     With a static batch the converter folds Flatten into one RESHAPE; with a dynamic one it
     emits SHAPE, STRIDED_SLICE and PACK ops that the firmware must also register and run.
+    The input gets a fixed name: Keras would number it from a process-wide counter, and the
+    name is stored in the flatbuffer, so the same model would convert to a different size.
     """
     import keras
 
-    model = keras.models.load_model(trained.path)
-    fixed = keras.Input(batch_shape=(1, *model.input_shape[1:]))
+    fixed = keras.Input(batch_shape=(1, *model.input_shape[1:]), name="input")
     one = keras.models.clone_model(model, input_tensors=fixed)
     one.set_weights(model.get_weights())
     return one
+
+
+def _load(trained: TrainedModel):
+    import keras
+
+    return keras.models.load_model(trained.path)

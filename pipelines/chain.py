@@ -1,9 +1,11 @@
-"""The model chain every pipeline shares: train -> quantize -> patch -> evaluate -> gate -> track.
+"""The model chain every pipeline shares:
+train -> prune -> quantize -> patch -> evaluate -> gate -> track.
 
 A pipeline is a data front that produces an :class:`~components.artifacts.ExampleSet`, then
 one call of :func:`run`. The chain reads like a linear driver over generic artifacts; it
 knows no task (the example set carries its shape, labels and preprocessing) and does no ML
-itself. Later stages (prune between train and quantize, release after track) slot in here.
+itself. Pruning is off unless the config's ``prune`` section enables it; release (bundles,
+the device registry) follows tracking.
 Stage wall times are kept so the benchmarks and MLflow show where a run spends its time.
 """
 
@@ -15,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from components import evaluate, gate, patch, quantize, train
+from components import evaluate, gate, patch, prune, quantize, train
 from components.artifacts import (
     Evaluation,
     ExampleSet,
@@ -35,6 +37,7 @@ class ChainResult:
     keeps it, and the wall time of every stage (data stages included)."""
 
     trained: TrainedModel
+    prune: prune.PruneResult
     quantized: QuantizedModel
     patch: patch.PatchResult
     evaluation: Evaluation
@@ -60,6 +63,9 @@ def run(
     models = config.work_dir / "model"
     with timed(timings, "train"):
         trained = train.run(config.train, examples, models, progress=progress)
+    with timed(timings, "prune"):
+        pruned = prune.run(config.prune, trained, examples, models, progress=progress)
+        trained = pruned.trained
     with timed(timings, "quantize"):
         quantized = quantize.run(config.quantize, trained, examples, models)
     with timed(timings, "patch"):
@@ -76,9 +82,9 @@ def run(
     with timed(timings, "gate"):
         gates = _gate(config, evaluation, uri)
     with timed(timings, "track"):
-        tracking = _track(config, uri, examples, trained, candidate, evaluations, patched,
-                          gates, timings)  # fmt: skip
-    return ChainResult(trained, candidate, patched, evaluation, gates, tracking, timings)
+        tracking = _track(config, uri, examples, trained, candidate, evaluations,
+                          (pruned, patched), gates, timings)  # fmt: skip
+    return ChainResult(trained, pruned, candidate, patched, evaluation, gates, tracking, timings)
 
 
 def _gate(config: ChainConfig, evaluation: Evaluation, uri: str) -> tuple[GateReport, ...]:
@@ -88,8 +94,10 @@ def _gate(config: ChainConfig, evaluation: Evaluation, uri: str) -> tuple[GateRe
     return tuple(gate.run(config.gate, evaluation, d, baseline) for d in config.devices)
 
 
-def _track(config, uri, examples, trained, candidate, evaluations, patched, gates, timings):
+def _track(config, uri, examples, trained, candidate, evaluations, rewrites, gates, timings):
+    pruned, patched = rewrites
     unpatched = evaluations[0].scalars() if patched.patched else {}
+    extra = {f"unpatched.{k}": v for k, v in unpatched.items()}
     tracking = track.run(
         config.track,
         tracking_uri=uri,
@@ -100,11 +108,12 @@ def _track(config, uri, examples, trained, candidate, evaluations, patched, gate
         evaluation=evaluations[-1],
         gates=gates,
         timings=timings,
-        extra_metrics={f"unpatched.{k}": v for k, v in unpatched.items()} | patched.metrics(),
+        extra_metrics=extra | patched.metrics() | pruned.metrics(),
         extra_artifacts=patched.report_files,
         extra_tags={
             "patch.applied": str(patched.patched is not None).lower(),
             "patch.reason": patched.reason[:5000],
+            "prune.reason": pruned.reason[:5000],
         },
         sram_budget_bytes=config.devices[0].sram_budget_bytes,
     )

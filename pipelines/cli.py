@@ -12,6 +12,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from pipelines import release_cli
+
 EXIT_ERROR = 1
 EXIT_GATE_FAILED = 3
 
@@ -57,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_evaluate_parser(sub)
     _add_profile_parser(sub)
     _add_patch_parser(sub)
+    release_cli.add_parsers(sub)
     export = sub.add_parser(
         "export",
         help="write a firmware folder for a .tflite",
@@ -424,6 +427,7 @@ _COMMANDS = {
     "patch": _patch,
     "export": _export,
     "rules": _rules,
+    **release_cli.COMMANDS,
 }
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
-from components.vision.scenes import SceneSpec
 
 from components.audio.extract_features import FeatureSpec
 from components.audio.speech_commands import ReaderSpec
@@ -28,12 +27,14 @@ from components.device import DeviceSpec
 from components.evaluate import EvaluateSpec
 from components.gate import GateSpec
 from components.patch import PatchSpec
+from components.prune import PruneSpec
 from components.quantize import QuantizeSpec
 from components.tracking.track import TrackSpec
 from components.train import TrainSpec
 from components.vision.coco import CocoSpec
 from components.vision.image_folder import ImageFolderSpec
 from components.vision.preprocess_images import ImageSpec
+from components.vision.scenes import SceneSpec
 from pipelines.errors import PipelineError
 
 _STRICT = pydantic.ConfigDict(extra="forbid", frozen=True)
@@ -89,6 +90,7 @@ class ChainConfig(pydantic.BaseModel):
     model_config = _STRICT
     work_dir: Path = Path("runs/kws")
     train: TrainSpec = TrainSpec()
+    prune: PruneSpec = PruneSpec()
     quantize: QuantizeSpec = QuantizeSpec()
     patch: PatchSpec = PatchSpec()
     evaluate: EvaluateSpec = EvaluateSpec()
