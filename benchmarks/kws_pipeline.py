@@ -57,9 +57,7 @@ def main() -> int:
     ]
     rows += [(f"gate {g.device}", "pass" if g.passed else "FAIL") for g in result.gates]
     if args.real_clips.is_dir():
-        rows.append(
-            _real_speaker_accuracy(result.quantized, args.real_clips)
-        )
+        rows.append(_real_speaker_accuracy(result.quantized, args.real_clips))
     else:
         rows.append(("real Speech Commands keywords", f"skipped: {args.real_clips} not found"))
     _print_table(rows)

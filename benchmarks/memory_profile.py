@@ -110,12 +110,11 @@ def _describe_stage(stage) -> str:
 
 
 def _rewrite(model_bytes: bytes, patch_plan) -> None:
+    from tflm_ext.patching import rewrite_all
     from tflm_ext.planner import keep_if_smaller
-    from tflm_ext.rewrite import rewrite_stage, verify
+    from tflm_ext.rewrite import verify
 
-    rewritten = model_bytes
-    for stage in sorted(patch_plan.stages, key=lambda s: -s.first_op):
-        rewritten = rewrite_stage(rewritten, stage.first_op, stage.last_op, stage.grid)
+    rewritten = rewrite_all(model_bytes, patch_plan)
     report = verify(model_bytes, rewritten, inputs=4)
     kept = keep_if_smaller(patch_plan, report.arena_before, report.arena_after)
     before, after = report.arena_before, report.arena_after

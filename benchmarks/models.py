@@ -37,11 +37,12 @@ def mobilenet_v1(alpha: float, size: int) -> bytes:
 
 
 def ds_cnn(input_shape: tuple[int, int] = (49, 10), num_classes: int = 12) -> bytes:
-    """The project's DS-CNN (``components.models.ds_cnn.build``), softmax included, as trained."""
+    """The project's DS-CNN (``components.models.ds_cnn``), softmax included, as trained."""
     _keras()
-    from components import ds_cnn as architecture
+    from components import models
 
-    return convert_int8(architecture.build(input_shape, num_classes), (*input_shape, 1))
+    model = models.build("ds_cnn", (*input_shape, 1), num_classes)
+    return convert_int8(model, (*input_shape, 1))
 
 
 def convert_int8(model, input_shape: tuple[int, ...]) -> bytes:

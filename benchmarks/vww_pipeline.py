@@ -62,11 +62,16 @@ def _model_rows(result) -> list[tuple[str, str]]:
     rows = [
         ("int8 accuracy (held-out scenes)", f"{ev.int8_accuracy:.4f} on {ev.test_examples}"),
         ("float accuracy, same scenes", f"{ev.float_accuracy:.4f}"),
-        ("arena total / head / tail", f"{ev.arena_total:,} / {ev.arena_head:,} / "
-                                      f"{ev.arena_tail:,} B"),  # fmt: skip
-        ("arena before -> after patching",
-         f"{patched.arena_before:,} -> {patched.arena_after:,} B" if patched.arena_before
-         else f"not patched: {patched.reason}"),  # fmt: skip
+        (
+            "arena total / head / tail",
+            f"{ev.arena_total:,} / {ev.arena_head:,} / {ev.arena_tail:,} B",
+        ),  # fmt: skip
+        (
+            "arena before -> after patching",
+            f"{patched.arena_before:,} -> {patched.arena_after:,} B"
+            if patched.arena_before
+            else f"not patched: {patched.reason}",
+        ),  # fmt: skip
         ("patch", patched.reason),
         ("flash (model size)", f"{ev.flash_bytes:,} B"),
         ("MACs", f"{ev.macs:,}"),

@@ -28,7 +28,7 @@ class PatchSpec:
     """Planner budget, rewrite mode and how many test examples verify the rewrite."""
 
     enabled: bool = True
-    mode: Literal["custom", "builtin"] = "custom"
+    mode: Literal["custom", "stream", "builtin"] = "custom"
     max_extra_mac_fraction: Annotated[float, Field(ge=0)] = 0.2
     grids: tuple[Annotated[int, Field(gt=1)], ...] = (2, 3, 4, 5, 6, 8, 12, 16)
     max_stages: Annotated[int, Field(gt=0)] = 3
@@ -44,7 +44,7 @@ class PatchResult:
 
     patched: QuantizedModel | None
     reason: str
-    stages: tuple[tuple[int, int, tuple[int, int]], ...] = ()
+    stages: tuple[tuple[int, int, tuple[int, int], str], ...] = ()  # first, last, grid, execution
     arena_before: int = 0
     arena_after: int = 0
     extra_macs: int = 0
@@ -87,7 +87,7 @@ def run(
 
 
 def _result(outcome, quantized: QuantizedModel, out_dir: Path) -> PatchResult:
-    stages = tuple((s.first_op, s.last_op, s.grid) for s in outcome.plan.stages)
+    stages = tuple((s.first_op, s.last_op, s.grid, s.execution) for s in outcome.plan.stages)
     report = outcome.report
     figures = {
         "arena_before": report.arena_before.bisected_min if report else 0,

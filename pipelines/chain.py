@@ -1,11 +1,11 @@
 """The model chain every pipeline shares:
-train -> prune -> quantize -> patch -> evaluate -> gate -> track.
+train -> prune -> quantize -> patch -> evaluate -> gate -> track -> release.
 
 A pipeline is a data front that produces an :class:`~components.artifacts.ExampleSet`, then
 one call of :func:`run`. The chain reads like a linear driver over generic artifacts; it
 knows no task (the example set carries its shape, labels and preprocessing) and does no ML
-itself. Pruning is off unless the config's ``prune`` section enables it; release (bundles,
-the device registry) follows tracking.
+itself. Pruning and release (a signed bundle per device that passed, promoted in the device
+registry) are off unless their config sections enable them.
 Stage wall times are kept so the benchmarks and MLflow show where a run spends its time.
 """
 
@@ -25,6 +25,7 @@ from components.artifacts import (
     QuantizedModel,
     TrainedModel,
 )
+from components.release import stage as release
 from components.tracking import track
 from pipelines.config import ChainConfig
 
@@ -43,6 +44,7 @@ class ChainResult:
     evaluation: Evaluation
     gates: tuple[GateReport, ...]
     tracking: track.TrackingResult
+    release: release.ReleaseResult
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -84,7 +86,15 @@ def run(
     with timed(timings, "track"):
         tracking = _track(config, uri, examples, trained, candidate, evaluations,
                           (pruned, patched), gates, timings)  # fmt: skip
-    return ChainResult(trained, pruned, candidate, patched, evaluation, gates, tracking, timings)
+    with timed(timings, "release"):
+        released = release.run(
+            config.release, tracking_uri=uri, model_name=config.track.registered_model_name,
+            version=tracking.model_version, devices=config.devices, gates=gates,
+            work_dir=config.work_dir,
+        )  # fmt: skip
+        track.tag_run(uri, tracking.run_id, released.tags())
+    return ChainResult(trained, pruned, candidate, patched, evaluation, gates, tracking,
+                       released, timings)  # fmt: skip
 
 
 def _gate(config: ChainConfig, evaluation: Evaluation, uri: str) -> tuple[GateReport, ...]:

@@ -140,10 +140,12 @@ def _add_patch_parser(sub) -> None:
     patch.add_argument("--device", help="device YAML: reports whether the result fits")
     patch.add_argument(
         "--mode",
-        choices=("custom", "builtin"),
+        choices=("custom", "stream", "builtin"),
         default="custom",
-        help="custom: one TFLM_EXT_PATCH_STAGE op (largest saving); builtin: slices, convs "
-        "and concatenation only (no custom kernel)",
+        help="custom: one TFLM_EXT_PATCH_STAGE op per stage, tiled or streamed, whichever "
+        "gives the smaller arena within the MAC budget; stream: every stage streamed row by "
+        "row, no recomputed MACs; builtin: slices, convs and concatenation only (no custom "
+        "kernel)",
     )
     patch.add_argument(
         "--max-extra-macs",
@@ -158,8 +160,8 @@ def _add_patch_parser(sub) -> None:
         type=_grid_list,
         default=None,
         metavar="N,N,...",
-        help="square tile grids to try, each at least 2 (default: the planner's, "
-        "2,3,4,5,6,8,12,16)",
+        help="square tile grids tiled stages may use, each at least 2 (default: the "
+        "planner's, 2,3,4,5,6,8,12,16)",
     )
     patch.add_argument(
         "--verify-inputs",

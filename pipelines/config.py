@@ -29,6 +29,7 @@ from components.gate import GateSpec
 from components.patch import PatchSpec
 from components.prune import PruneSpec
 from components.quantize import QuantizeSpec
+from components.release.stage import ReleaseSpec
 from components.tracking.track import TrackSpec
 from components.train import TrainSpec
 from components.vision.coco import CocoSpec
@@ -97,6 +98,7 @@ class ChainConfig(pydantic.BaseModel):
     devices: tuple[DeviceSpec, ...] = pydantic.Field(min_length=1)
     gate: GateSpec = GateSpec()
     track: TrackSpec = TrackSpec()
+    release: ReleaseSpec = ReleaseSpec()
 
 
 class KwsConfig(ChainConfig):

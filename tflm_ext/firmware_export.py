@@ -381,11 +381,16 @@ libraries such as CMSIS-NN request scratch of their own: with them, add what
 _README_CUSTOM = """
 ## The custom operator
 
-The model uses `TFLM_EXT_PATCH_STAGE`, the project's patch-based stage operator: it runs the
-first layers tile by tile so their large activations never exist whole. Its sources are in
-`kernels/` (`patch_stage.cc` and `inner_ops.cc` are plain C++ arithmetic; `tflm/` is the
-adapter to TFLM's kernel API). `AddOps` registers it with `AddCustom`; the operator asks TFLM
-for its tile scratch while the interpreter is built, so the arena figure below includes it.
+The model uses `TFLM_EXT_PATCH_STAGE`, the project's patch-based stage operator: it runs
+layers tile by tile, or streams them row by row through small ring buffers, so their large
+activations never exist whole. Its sources are in `kernels/` (everything but `tflm/` is
+plain C++ arithmetic; `tflm/` is the adapter to TFLM's kernel API). `AddOps` registers it
+with `AddCustom`; the operator asks TFLM for its scratch (tile windows or rings) while the
+interpreter is built, so the arena figure below includes it. If the model's input tensor is
+a single row (1, 1, width, channels), its first stage reads the image row by row from your
+callback instead, so the image never sits in the arena: register it with
+`tflm_ext::patch_stage::SetRowReader(reader, user)` (`kernels/patch_stage.h`) before
+`Invoke()`.
 """
 
 

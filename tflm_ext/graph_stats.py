@@ -10,6 +10,11 @@ DEPTHWISE_CONV_2D and FULLY_CONNECTED are counted; every other operator (pooling
 activations, reshapes, softmax, ...) counts 0 because its cost is a few element operations
 per output, small next to the convolutions and not what MCU latency models scale with.
 Bias additions are not counted. Only the main subgraph (index 0) is read.
+
+The project's patch-stage operator (``TFLM_EXT_PATCH_STAGE``) counts the MACs of its inner
+convolutions, read from its options, each output value once: exact for streamed stages; a
+tiled stage also recomputes its tiles' overlapping halos, which the planner reports as the
+plan's extra MACs.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from dataclasses import dataclass
 
 from tflite_micro.tensorflow.lite.micro.compression import model_editor, tensor_type
 
-from tflm_ext.tflite_file import holds_data, read_main_subgraph
+from tflm_ext.patch_op import OP_NAME as PATCH_STAGE_OP_NAME
+from tflm_ext.patch_op import OpKind, decode_options
+from tflm_ext.tflite_file import custom_options, holds_data, read_main_subgraph
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,22 @@ def _op_stats(op: model_editor.Operator) -> OpStats:
     macs = 0
     if op.custom_code is None and op.opcode_name in _MACS_PER_OUTPUT:
         macs = math.prod(output_shape) * macs_per_output(op.opcode_name, op.inputs[1].shape)
-    return OpStats(index=op.index, op=op.opcode_name, macs=macs, output_shape=output_shape)
+    elif op.custom_code == PATCH_STAGE_OP_NAME:
+        macs = _patch_stage_macs(op)
+    name = op.custom_code or op.opcode_name
+    return OpStats(index=op.index, op=name, macs=macs, output_shape=output_shape)
+
+
+def _patch_stage_macs(op: model_editor.Operator) -> int:
+    """Every inner convolution's output elements times its MACs per output."""
+    names = {OpKind.CONV: "CONV_2D", OpKind.DEPTHWISE: "DEPTHWISE_CONV_2D"}
+    stage = decode_options(custom_options(op))
+    return sum(
+        math.prod(inner.output_shape)
+        * macs_per_output(names[inner.kind], op.inputs[inner.weights_input].shape)
+        for inner in stage.ops
+        if inner.kind in names
+    )
 
 
 def _conv_macs(filter_shape: tuple[int, ...]) -> int:

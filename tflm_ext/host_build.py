@@ -37,8 +37,21 @@ log = logging.getLogger(__name__)
 SUPPORTED_WHEEL = "0.dev20261023182759"  # the nightly whose layout kernels/host/ mirrors
 REGISTERER_SYMBOL = "TflmExtRegisterPatchStage"
 KERNEL_DIR = Path(__file__).resolve().parent / "kernels"
-SOURCES = ("patch_stage.cc", "inner_ops.cc", "host/host_registerer.cc")
-HEADERS = ("patch_stage.h", "inner_ops.h", "requantize.h", "host/tflm_abi.h")
+SOURCES = (
+    "patch_stage.cc",
+    "stage_rows.cc",
+    "tile_stage.cc",
+    "stream_stage.cc",
+    "inner_ops.cc",
+    "host/host_registerer.cc",
+)
+HEADERS = (
+    "patch_stage.h",
+    "stage_internal.h",
+    "inner_ops.h",
+    "requantize.h",
+    "host/tflm_abi.h",
+)
 CXXFLAGS = (
     "-std=c++17",
     "-O2",

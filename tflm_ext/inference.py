@@ -45,16 +45,24 @@ def run_batch(model_bytes: bytes, features: np.ndarray, progress: bool = False) 
 
     features is (N, *input shape without batch); trailing shapes with the same number of
     elements (e.g. (N, 49, 10) for an input of (1, 49, 10, 1)) are reshaped to the input.
+    An input a row reader delivers (``tflm_ext.row_reader``) takes whole images.
     """
+    from tflm_ext import row_reader
+
     interpreter = make_interpreter(model_bytes)
     source = _details(interpreter.get_input_details(0))
     target = _details(interpreter.get_output_details(0))
-    examples = _as_examples(np.asarray(features, dtype=np.float32), source.shape)
+    image = row_reader.reader_inputs(model_bytes).get(0)  # rows from the host's reader
+    host = row_reader.HostRowReader() if image else None
+    examples = _as_examples(np.asarray(features, dtype=np.float32), image or source.shape)
     scores = np.empty((len(examples), *target.shape[1:]), dtype=np.float32)
     latency_ms = []
     bar = tqdm(examples, desc="TFLM invoke", unit="clip", disable=not progress, leave=False)
     for i, example in enumerate(bar):
-        interpreter.set_input(quantize(example, source), 0)
+        if host:
+            host.set_image(quantize(example, source))
+        else:
+            interpreter.set_input(quantize(example, source), 0)
         start = time.perf_counter()
         interpreter.invoke()
         latency_ms.append((time.perf_counter() - start) * 1000.0)

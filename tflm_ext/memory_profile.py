@@ -22,8 +22,9 @@ Kernel scratch (``DEFAULT_SCRATCH``), checked against heads measured on the pinn
 the reference CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD and AVERAGE/MAX_POOL_2D
 request none; an int8 MEAN/SUM requests its int32 sums (4 B per output element) and two
 index arrays (4 B per input dimension, 4 B per reduced axis); the project's
-TFLM_EXT_PATCH_STAGE requests slot count x largest per-tile intermediate, read from its
-options (``receptive_field.grid_cost``). Other ops are assumed to request none unless a
+TFLM_EXT_PATCH_STAGE requests its tile scratch (``receptive_field.grid_cost``) or its rings
+and pool sums (``streaming.stream_cost``), read from its options, and nothing when that is
+0 B. Other ops are assumed to request none unless a
 ``scratch`` estimator is passed by operator name. CMSIS-NN builds request scratch for
 convolutions that this host profile does not show.
 """
@@ -36,7 +37,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from tflm_ext import patch_op, receptive_field
+from tflm_ext import patch_op, receptive_field, streaming
 from tflm_ext.arena import ArenaMeasurement, measure_arena
 from tflm_ext.graph_stats import graph_stats
 from tflm_ext.interpreter import ARENA_ALIGNMENT, align_up
@@ -239,10 +240,18 @@ def reduce_scratch(graph: ModelGraph, op: OpView) -> tuple[int, ...]:
 
 
 def patch_stage_scratch(graph: ModelGraph, op: OpView) -> tuple[int, ...]:
-    """TFLM_EXT_PATCH_STAGE's one request, from its own options."""
+    """TFLM_EXT_PATCH_STAGE's one request, from its own options (none when empty)."""
     stage = patch_op.decode_options(op.custom_options)
     chain = receptive_field.chain_from_stage(stage)
-    return (receptive_field.grid_cost(chain, stage.grid).scratch_bytes,)
+    if stage.execution == patch_op.Execution.STREAM:
+        reader = stage.input_source == patch_op.InputSource.ROW_READER
+        channels = stage.input_shape[2] if reader else 0
+        scratch = streaming.stream_cost(
+            chain, stage.grid[1], reader_channels=channels
+        ).scratch_bytes
+    else:
+        scratch = receptive_field.grid_cost(chain, stage.grid).scratch_bytes
+    return (scratch,) if scratch else ()
 
 
 DEFAULT_SCRATCH: Mapping[str, ScratchEstimator] = {

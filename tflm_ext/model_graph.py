@@ -18,7 +18,7 @@ from tflite_micro.tensorflow.lite.micro.compression import model_editor, tensor_
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from tflm_ext.errors import TflmExtError
-from tflm_ext.tflite_file import holds_data, read_main_subgraph
+from tflm_ext.tflite_file import custom_options, holds_data, read_main_subgraph
 
 # Activation types the model editor's numpy table lacks, with TFLM's TfLiteTypeGetSize.
 _EXTRA_ITEMSIZES = {schema.TensorType.BOOL: 1, schema.TensorType.COMPLEX64: 8}
@@ -168,12 +168,7 @@ def _op_view(op: model_editor.Operator) -> OpView:
         inputs=tuple(t.index if t is not None else -1 for t in op.inputs),
         outputs=tuple(t.index for t in op.outputs),
         options=op._fb.builtinOptions,  # the editor keeps options only on its backing OperatorT
-        custom_options=_custom_options(op),
+        custom_options=custom_options(op),
         is_custom=custom,
     )
 
-
-def _custom_options(op: model_editor.Operator) -> bytes:
-    """The raw custom_options (the reader gives a numpy array, a built model a list)."""
-    options = op._fb.customOptions
-    return b"" if options is None else bytes(np.asarray(options, dtype=np.uint8))

@@ -5,12 +5,16 @@ build (the name) and by anyone reading a rewritten model. The C++ kernel
 (``kernels/patch_stage.h``) reads the same layout; ``tests/tflm_ext/test_patch_op.py``
 compiles a program against that header and checks every constant against this module.
 
-Layout: little-endian int32 words, ``HEADER_FIELDS`` then one record of ``OP_FIELDS`` per
-inner op. A change to either tuple is a new ``OPTIONS_VERSION``. Stage buffers are numbered
-0 (the stage input) and i + 1 (the output of inner op i); the last inner op's output is the
-custom operator's output. Operator inputs: the stage input, then for each CONV/DEPTHWISE
-inner op in order its filter, bias, per-channel multipliers and per-channel shifts
-(``InnerOp.weights_input`` points at the filter).
+Layout: little-endian int32 words, a header then one record per inner op. Version 1 (tiles
+only) has ``HEADER_FIELDS_V1`` and ``OP_FIELDS_V1``; version 2 appends the fields after them
+(``HEADER_FIELDS``, ``OP_FIELDS``): the execution (tiles or streaming), the input source and
+MEAN's requantization. A tile stage without version-2 op kinds is written as version 1, so
+firmware built with an older kernel still runs it; every other stage is version 2. A change
+to either layout is a new version. Stage buffers are numbered 0 (the stage input) and i + 1
+(the output of inner op i); the last inner op's output is the custom operator's output.
+Operator inputs: the stage input, then for each CONV/DEPTHWISE inner op in order its filter,
+bias, per-channel multipliers and per-channel shifts (``InnerOp.weights_input`` points at
+the filter).
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ from dataclasses import asdict, dataclass, field
 from tflm_ext.errors import TflmExtError
 
 OP_NAME = "TFLM_EXT_PATCH_STAGE"
-OPTIONS_VERSION = 1
-MAX_OPS = 32  # inner ops per stage (the kernel's fixed per-tile bookkeeping)
+OPTIONS_VERSION = 2  # the newest version; the kernel reads 1 and 2
+TILE_OPTIONS_VERSION = 1
+MAX_OPS = 128  # inner ops per streamed stage (bounds the kernel's per-buffer bookkeeping)
+MAX_TILE_OPS = 32  # inner ops per tiled stage (the kernel's tile planner keeps them on its stack)
 INPUTS_PER_WEIGHTED_OP = 4  # filter, bias, multipliers, shifts
 
-HEADER_FIELDS = (
+HEADER_FIELDS_V1 = (
     "version",
     "header_words",
     "op_words",
@@ -37,8 +43,9 @@ HEADER_FIELDS = (
     "input_width",
     "input_channels",
 )
+HEADER_FIELDS = (*HEADER_FIELDS_V1, "execution", "input_source")
 
-OP_FIELDS = (
+OP_FIELDS_V1 = (
     "kind",
     "input",
     "input_b",
@@ -70,6 +77,11 @@ OP_FIELDS = (
     "add_output_multiplier",
     "add_output_shift",
 )
+OP_FIELDS = (*OP_FIELDS_V1, "requant_multiplier", "requant_shift")
+_LAYOUTS = {
+    TILE_OPTIONS_VERSION: (HEADER_FIELDS_V1, OP_FIELDS_V1),
+    OPTIONS_VERSION: (HEADER_FIELDS, OP_FIELDS),
+}
 
 
 class OpKind(enum.IntEnum):
@@ -79,6 +91,25 @@ class OpKind(enum.IntEnum):
     DEPTHWISE = 2
     ADD = 3
     PAD = 4
+    GLOBAL_AVERAGE_POOL = 5  # version 2, streamed, last op: AVERAGE_POOL_2D over the map
+    MEAN = 6  # version 2, streamed, last op: MEAN over height and width
+
+
+class Execution(enum.IntEnum):
+    """How the kernel walks the stage output; the values are the C enum's."""
+
+    TILES = 1  # tile by tile on the grid, recomputing overlapping windows
+    STREAM = 2  # row by row in column strips, through ring buffers
+
+
+class InputSource(enum.IntEnum):
+    """Where the stage reads its input rows; the values are the C enum's."""
+
+    TENSOR = 0  # the operator's input tensor
+    ROW_READER = 1  # reserved: rows pulled from an application callback
+
+
+_VERSION_2_KINDS = (OpKind.GLOBAL_AVERAGE_POOL, OpKind.MEAN)
 
 
 @dataclass(frozen=True)
@@ -115,37 +146,54 @@ class InnerOp:
     output_zero_point: int = 0
     activation: tuple[int, int] = (-128, 127)
     add: AddParams = field(default_factory=AddParams)
+    requant: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
 class PatchStage:
-    """A stage computed patch by patch: the tile grid (rows, cols) over its output, the
-    stage input's (height, width, channels), and its inner ops in execution order."""
+    """A stage: the grid (rows, cols) over its output (streaming: (1, column strips)), the
+    stage input's (height, width, channels), its inner ops in execution order, how the
+    kernel walks it and where its input comes from."""
 
     grid: tuple[int, int]
     input_shape: tuple[int, int, int]
     ops: tuple[InnerOp, ...]
+    execution: Execution = Execution.TILES
+    input_source: InputSource = InputSource.TENSOR
+
+    @property
+    def options_version(self) -> int:
+        """1 for what version 1 can say (tiles, input tensor, its op kinds), else 2."""
+        plain = self.execution == Execution.TILES and self.input_source == InputSource.TENSOR
+        if plain and not any(op.kind in _VERSION_2_KINDS for op in self.ops):
+            return TILE_OPTIONS_VERSION
+        return OPTIONS_VERSION
 
 
 def encode_options(stage: PatchStage) -> bytes:
     """The custom_options bytes the kernel's Init reads."""
-    if not 1 <= len(stage.ops) <= MAX_OPS:
-        raise TflmExtError(f"a patch stage holds 1..{MAX_OPS} ops, not {len(stage.ops)}")
+    most = MAX_TILE_OPS if stage.execution == Execution.TILES else MAX_OPS
+    if not 1 <= len(stage.ops) <= most:
+        raise TflmExtError(f"a patch stage holds 1..{most} ops, not {len(stage.ops)}")
+    version = stage.options_version
+    header_fields, op_fields = _LAYOUTS[version]
     header = {
-        "version": OPTIONS_VERSION,
-        "header_words": len(HEADER_FIELDS),
-        "op_words": len(OP_FIELDS),
+        "version": version,
+        "header_words": len(header_fields),
+        "op_words": len(op_fields),
         "op_count": len(stage.ops),
         "grid_rows": stage.grid[0],
         "grid_cols": stage.grid[1],
         "input_height": stage.input_shape[0],
         "input_width": stage.input_shape[1],
         "input_channels": stage.input_shape[2],
+        "execution": int(stage.execution),
+        "input_source": int(stage.input_source),
     }
-    words = [header[name] for name in HEADER_FIELDS]
+    words = [header[name] for name in header_fields]
     for op in stage.ops:
         record = _op_words(op)
-        words.extend(record[name] for name in OP_FIELDS)
+        words.extend(record[name] for name in op_fields)
     try:
         return struct.pack(f"<{len(words)}i", *words)
     except struct.error as e:
@@ -155,30 +203,45 @@ def encode_options(stage: PatchStage) -> bytes:
 def decode_options(options: bytes) -> PatchStage:
     """Inverse of encode_options; refuses other versions and layouts."""
     words = _words(options)
-    header = dict(zip(HEADER_FIELDS, words, strict=False))
-    if header.get("version") != OPTIONS_VERSION:
-        raise TflmExtError(
-            f"{OP_NAME} options version {header.get('version')} is not {OPTIONS_VERSION}"
-        )
-    expected = len(HEADER_FIELDS) + header["op_count"] * len(OP_FIELDS)
-    if (header["header_words"], header["op_words"]) != (len(HEADER_FIELDS), len(OP_FIELDS)):
+    if words[0] not in _LAYOUTS:
+        raise TflmExtError(f"{OP_NAME} options version {words[0]} is not one of {sorted(_LAYOUTS)}")
+    header_fields, op_fields = _LAYOUTS[words[0]]
+    if len(words) < len(header_fields):
+        raise TflmExtError(f"{OP_NAME} options of {len(words)} words hold no full header")
+    header = dict(zip(header_fields, words, strict=False))
+    if (header["header_words"], header["op_words"]) != (len(header_fields), len(op_fields)):
         raise TflmExtError(f"{OP_NAME} options layout {header} differs from this version's")
+    expected = len(header_fields) + header["op_count"] * len(op_fields)
     if len(words) != expected:
         raise TflmExtError(f"{OP_NAME} options hold {len(words)} words, expected {expected}")
-    body = words[len(HEADER_FIELDS) :]
+    body = words[len(header_fields) :]
     ops = tuple(
-        _inner_op(dict(zip(OP_FIELDS, body[i : i + len(OP_FIELDS)], strict=True)))
-        for i in range(0, len(body), len(OP_FIELDS))
+        _inner_op(
+            {**_V1_DEFAULTS, **dict(zip(op_fields, body[i : i + len(op_fields)], strict=True))}
+        )
+        for i in range(0, len(body), len(op_fields))
     )
     return PatchStage(
         grid=(header["grid_rows"], header["grid_cols"]),
         input_shape=(header["input_height"], header["input_width"], header["input_channels"]),
         ops=ops,
+        execution=_enum(Execution, header.get("execution", Execution.TILES), "execution"),
+        input_source=_enum(InputSource, header.get("input_source", 0), "input source"),
     )
 
 
+_V1_DEFAULTS = {"requant_multiplier": 0, "requant_shift": 0}
+
+
+def _enum(kind: type[enum.IntEnum], value: int, what: str) -> enum.IntEnum:
+    try:
+        return kind(value)
+    except ValueError as e:
+        raise TflmExtError(f"{OP_NAME} options name an unknown {what} {value}") from e
+
+
 def _words(options: bytes) -> tuple[int, ...]:
-    if len(options) % 4 or len(options) < 4 * len(HEADER_FIELDS):
+    if len(options) % 4 or len(options) < 4 * len(HEADER_FIELDS_V1):
         raise TflmExtError(f"{OP_NAME} options of {len(options)} B are not a header + records")
     return struct.unpack(f"<{len(options) // 4}i", options)
 
@@ -210,6 +273,8 @@ def _op_words(op: InnerOp) -> dict[str, int]:
         "activation_min": op.activation[0],
         "activation_max": op.activation[1],
         **add,
+        "requant_multiplier": op.requant[0],
+        "requant_shift": op.requant[1],
     }
 
 
@@ -234,4 +299,5 @@ def _inner_op(w: dict[str, int]) -> InnerOp:
         output_zero_point=w["output_zero_point"],
         activation=(w["activation_min"], w["activation_max"]),
         add=AddParams(**{name: w[f"add_{name}"] for name in AddParams.__dataclass_fields__}),
+        requant=(w["requant_multiplier"], w["requant_shift"]),
     )

@@ -169,12 +169,15 @@ def input_window(geometry: Geometry, out: Region) -> Window:
 @dataclass(frozen=True)
 class ChainOp:
     """One operator of a tile chain: its geometry, the chain tensors it reads (0 is the
-    stage input, k + 1 the output of op k), its output channels and MACs per output pixel."""
+    stage input, k + 1 the output of op k), its output channels and MACs per output pixel;
+    ``reduces`` marks a global pool (its window is the whole input), which only a streamed
+    stage runs, summing its input row by row (``streaming``)."""
 
     geometry: Geometry
     inputs: tuple[int, ...]
     out_channels: int
     macs_per_pixel: int = 0
+    reduces: bool = False
 
 
 def axis_spans(chain: Sequence[ChainOp], axis: str, out: Span) -> tuple[Span, ...]:
@@ -315,11 +318,14 @@ def _first_fit(
 
 
 def op_geometry(graph: ModelGraph, op: int) -> Geometry:
-    """Geometry of a CONV_2D, DEPTHWISE_CONV_2D, AVERAGE/MAX_POOL_2D, PAD or ADD operator."""
+    """Geometry of a CONV_2D, DEPTHWISE_CONV_2D, AVERAGE/MAX_POOL_2D, PAD, ADD or MEAN
+    operator (MEAN: a window over the whole input, whatever axes it reduces)."""
     view = graph.ops[op]
     _, in_rows, in_cols, _ = _nhwc(graph, graph.activation_inputs(op)[0], op)
     if view.name == "ADD":
         return Geometry(identity_axis(in_rows), identity_axis(in_cols))
+    if view.name == "MEAN":
+        return Geometry(valid_axis(in_rows, in_rows, 1), valid_axis(in_cols, in_cols, 1))
     if view.name == "PAD":
         (top, bottom), (left, right) = _pad_amounts(graph, op)
         return Geometry(explicit_axis(in_rows, top, bottom), explicit_axis(in_cols, left, right))
@@ -352,6 +358,12 @@ def _inner_chain_op(op: InnerOp, in_shape: tuple[int, int, int]) -> ChainOp:
     if op.kind == OpKind.PAD:
         rows, cols = Axis(1, 1, top, in_shape[0], out_rows), Axis(1, 1, left, in_shape[1], out_cols)
         return ChainOp(Geometry(rows, cols), (op.input,), channels)
+    if op.kind in (OpKind.GLOBAL_AVERAGE_POOL, OpKind.MEAN):
+        rows, cols = (
+            valid_axis(in_shape[0], in_shape[0], 1),
+            valid_axis(in_shape[1], in_shape[1], 1),
+        )
+        return ChainOp(Geometry(rows, cols), (op.input,), channels, reduces=True)
     extent = [reach(k, d) for k, d in zip(op.kernel, op.dilation, strict=True)]
     rows = Axis(extent[0], op.stride[0], top, in_shape[0], out_rows)
     cols = Axis(extent[1], op.stride[1], left, in_shape[1], out_cols)

@@ -5,6 +5,7 @@ is a pure bytes -> bytes function; ``verify`` runs the original and the rewritte
 real TFLM interpreter, each in a child process, and compares their outputs bit for bit and
 their arenas. The driver reads like the pass list it runs: validate, fuse, clean up, with the
 graph validated after every pass and the model's interface checked unchanged at the end.
+``mode="stream"`` fuses it to stream rows instead of tiles (``passes.stream_patch_stage``);
 ``mode="builtin"`` splits the stage into per-tile builtin operators instead of fusing it
 (``passes.split_stage_builtin``), for firmware that cannot add custom kernels.
 """
@@ -19,11 +20,17 @@ from typing import Literal
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.compression import model_editor
 
+from tflm_ext import row_reader
 from tflm_ext.arena import ArenaMeasurement, measure_arena
 from tflm_ext.errors import TflmExtError
 from tflm_ext.interpreter import make_interpreter
 from tflm_ext.isolation import run_isolated
-from tflm_ext.passes import CLEANUP_PASSES, fuse_patch_stage
+from tflm_ext.passes import (
+    CLEANUP_PASSES,
+    fuse_patch_stage,
+    read_rows_patch_stage,
+    stream_patch_stage,
+)
 from tflm_ext.passes.check_graph import check_graph
 from tflm_ext.passes.remove_dead_tensors import dead_tensors
 from tflm_ext.passes.remove_unused_buffers import unused_buffers
@@ -33,7 +40,13 @@ from tflm_ext.tflite_file import read_model, root
 log = logging.getLogger(__name__)
 
 # The pass that replaces the stage, per rewrite mode.
-_STAGE_PASSES = {"custom": fuse_patch_stage, "builtin": split_stage_into_tiles}
+_STAGE_PASSES = {
+    "custom": fuse_patch_stage,
+    "stream": stream_patch_stage,
+    "reader": read_rows_patch_stage,
+    "builtin": split_stage_into_tiles,
+}
+RewriteMode = Literal["custom", "stream", "reader", "builtin"]
 
 
 @dataclass(frozen=True)
@@ -59,11 +72,15 @@ def rewrite_stage(
     last_op: int,
     grid: tuple[int, int],
     *,
-    mode: Literal["custom", "builtin"] = "custom",
+    mode: RewriteMode = "custom",
 ) -> bytes:
-    """Replace ops[first_op..last_op] by one TFLM_EXT_PATCH_STAGE op over a (rows, cols) grid,
-    or with mode "builtin" by per-tile builtin operators over the same grid (no custom
-    kernel needed; a smaller saving, see ``passes.split_stage_builtin``).
+    """Replace ops[first_op..last_op] by one TFLM_EXT_PATCH_STAGE op over a (rows, cols) grid
+    of tiles; with mode "stream" by one that streams rows over grid = (1, column strips)
+    (no recomputation on one strip; a global pool may end the stage); with mode "reader"
+    by one that streams from the application's row reader (``tflm_ext.row_reader``), the
+    model input then being one row that only describes the image; with mode "builtin" by
+    per-tile builtin operators over the grid (no custom kernel needed; a smaller saving, see
+    ``passes.split_stage_builtin``).
 
     Raises TflmExtError naming the operator and rule when the stage is not supported.
     """
@@ -82,7 +99,7 @@ def rewrite_stage(
         check_graph(model, after=name)
     _check_clean(model)
     rewritten = bytes(model.build())
-    if _interface(read_model(rewritten)) != interface:
+    if _interface(read_model(rewritten)) != _expected_interface(interface, mode):
         raise TflmExtError("the rewrite changed the model's inputs or outputs")
     log.info(
         "rewrote operators %d..%d (%s): %d B -> %d B",
@@ -147,14 +164,20 @@ def run_and_measure(
 
 def run_outputs(model_bytes: bytes, examples: list[np.ndarray]) -> list[np.ndarray]:
     """One (N, *shape) array per model output, from invoking each of the N examples
-    (``examples`` holds one (N, *shape) array per model input). Builds an interpreter in
+    (``examples`` holds one (N, *shape) array per model input; an input a row reader
+    delivers takes whole images, served by the host's reader). Builds an interpreter in
     this process: call it through ``run_isolated`` for models not yet vetted."""
     interpreter = make_interpreter(model_bytes)
     count = root(model_bytes).Subgraphs(0).OutputsLength()
     outputs: list[list[np.ndarray]] = [[] for _ in range(count)]
+    read = row_reader.reader_inputs(model_bytes)
+    host = row_reader.HostRowReader() if read else None
     for n in range(len(examples[0]) if examples else 0):
         for i, source in enumerate(examples):
-            interpreter.set_input(source[n], i)
+            if i in read:
+                host.set_image(source[n])  # the stage pulls its rows; the input is one row
+            else:
+                interpreter.set_input(source[n], i)
         interpreter.invoke()
         for i in range(count):
             outputs[i].append(np.array(interpreter.get_output(i), copy=True))
@@ -196,6 +219,15 @@ def _interface(model: model_editor.Model) -> tuple:
         return t.name, tuple(int(d) for d in t.shape), int(t.dtype), scales, zeros
 
     return tuple(map(describe, subgraph.inputs)), tuple(map(describe, subgraph.outputs))
+
+
+def _expected_interface(interface: tuple, mode: str) -> tuple:
+    """The interface a rewrite must keep: a row reader's model input shrinks to one row."""
+    if mode != "reader":
+        return interface
+    inputs, outputs = interface
+    name, shape, dtype, scales, zeros = inputs[0]
+    return ((name, (1, 1, *shape[2:]), dtype, scales, zeros), *inputs[1:]), outputs
 
 
 def _check_clean(model: model_editor.Model) -> None:

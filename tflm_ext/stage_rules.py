@@ -6,11 +6,17 @@ wants to know why an operator range cannot be fused. Operator rules are the rewr
 the stage rules here are functions whose docstring is the user-facing message and which
 return None when the stage passes, else a detail naming the offending value.
 
+A stage runs in one of two executions (``TILES``, ``STREAM``), each with its own stage rules
+(``TILE_RULES``, ``STREAM_RULES``): tiles need a downsampling layer (else recomputed halos
+buy nothing) and cannot hold a global pool; a streamed stage recomputes nothing, so any
+closed stage may help, and it may end in a global pool.
+
 What a fused stage costs in the arena (the kernel's contract, ``kernels/patch_stage.h``):
     working set = align16(stage input) + align16(stage output) + align16(scratch)
-where the scratch holds every intermediate tensor's largest window over the grid's tiles,
-laid out so that windows alive at the same time never overlap (0 for a one-op stage):
-``receptive_field.grid_cost``.
+where the scratch holds, for tiles, every intermediate tensor's largest window over the
+grid's tiles, laid out so that windows alive at the same time never overlap (0 for a one-op
+stage): ``receptive_field.grid_cost``; for streaming, every intermediate tensor's ring of
+rows and a trailing pool's sums: ``streaming.stream_cost``.
 """
 
 from __future__ import annotations
@@ -22,20 +28,25 @@ from tflite_micro.tensorflow.lite.micro.compression import model_editor
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from tflm_ext import receptive_field as rf
+from tflm_ext import streaming
 from tflm_ext.errors import TflmExtError
 from tflm_ext.interpreter import ARENA_ALIGNMENT, align_up
 from tflm_ext.model_graph import ModelGraph
 from tflm_ext.passes import stage_ops
-from tflm_ext.patch_op import MAX_OPS
+from tflm_ext.patch_op import MAX_OPS, MAX_TILE_OPS
 from tflm_ext.tflite_file import read_model
 
 StageRule = Callable[[ModelGraph, int, int], "str | None"]
+Execution = str  # TILES or STREAM
+TILES, STREAM = "tiles", "stream"
+EXECUTIONS = (TILES, STREAM)
+_POOLS = ("AVERAGE_POOL_2D", "MEAN")
 
 
 @dataclass(frozen=True)
 class StageCost:
-    """A stage on a grid: its input and output tensors, the kernel's scratch request, its
-    working set and the MACs it recomputes."""
+    """A stage on a grid (streaming: (1, column strips)): its input and output tensors, the
+    kernel's scratch request, its working set and the MACs it recomputes."""
 
     input_tensor: int
     output_tensor: int
@@ -56,6 +67,7 @@ def stage_chain(graph: ModelGraph, first: int, last: int) -> tuple[rf.ChainOp, .
                 inputs,
                 graph.shape(graph.ops[op].outputs[0])[-1],
                 rf.macs_per_pixel(graph, op),
+                graph.ops[op].name in _POOLS,
             )
         )
         ids[graph.ops[op].outputs[0]] = k + 1
@@ -68,17 +80,40 @@ def stage_cost(
     last: int,
     grid: tuple[int, int],
     chain: Sequence[rf.ChainOp] | None = None,
+    execution: Execution = TILES,
+    ring_rows: Sequence[int] | None = None,
+    row_reader: bool = False,
 ) -> StageCost:
     """What fusing operators first..last over grid allocates and recomputes (pass the
-    stage's chain when it is already built)."""
+    stage's chain when it is already built). Streaming: grid is (1, column strips), and
+    ``ring_rows`` the chain's ``streaming.ring_rows`` if known; ``row_reader``: the stage
+    input comes from the application's row reader (its tensor is one row)."""
     chain = stage_chain(graph, first, last) if chain is None else chain
     source, target = graph.activation_inputs(first)[0], graph.ops[last].outputs[0]
-    cost = rf.grid_cost(chain, grid)
+    if execution == STREAM:
+        channels = graph.shape(source)[-1] if row_reader else 0
+        cost = streaming.stream_cost(chain, grid[1], ring_rows, reader_channels=channels)
+    else:
+        cost = rf.grid_cost(chain, grid)
+    source_bytes = reader_input_bytes(graph, source) if row_reader else graph.tensors[source].nbytes
     working_set = sum(
         align_up(n, ARENA_ALIGNMENT)
-        for n in (graph.tensors[source].nbytes, graph.tensors[target].nbytes, cost.scratch_bytes)
+        for n in (source_bytes, graph.tensors[target].nbytes, cost.scratch_bytes)
     )
     return StageCost(source, target, cost.scratch_bytes, working_set, cost.extra_macs)
+
+
+def reader_input_bytes(graph: ModelGraph, tensor: int) -> int:
+    """What a model input a row reader delivers keeps in the arena: one int8 row."""
+    _, _, width, channels = graph.shape(tensor)
+    return width * channels
+
+
+def can_read_rows(graph: ModelGraph, first: int, last: int) -> bool:
+    """Whether a streamed stage first..last may read its input from a row reader: it starts
+    the graph, and its input is a model input no operator after it reads."""
+    source = graph.activation_inputs(first)[0]
+    return first == 0 and source in graph.inputs and max(graph.consumers(source)) <= last
 
 
 # --- support rules: each docstring is the message a user sees ---------------------------
@@ -109,13 +144,41 @@ def rule_downsamples(graph: ModelGraph, first: int, last: int) -> str | None:
 
 
 def rule_length(graph: ModelGraph, first: int, last: int) -> str | None:
-    """A stage holds at most MAX_OPS (32) operators, the kernel's fixed bookkeeping."""
+    """A streamed stage holds at most MAX_OPS (128) operators, the kernel's bookkeeping."""
     return None if last - first + 1 <= MAX_OPS else f"it holds {last - first + 1}"
 
 
-STAGE_RULES: tuple[StageRule, ...] = (rule_length, rule_one_input, rule_closed, rule_downsamples)
-# The first two only get worse as a stage grows: once broken, no longer stage passes them.
-GROWTH_RULES, END_RULES = STAGE_RULES[:2], STAGE_RULES[2:]
+def rule_tile_length(graph: ModelGraph, first: int, last: int) -> str | None:
+    """A tile stage holds at most MAX_TILE_OPS (32) operators, what the kernel's tile
+    planner keeps on its stack."""
+    return None if last - first + 1 <= MAX_TILE_OPS else f"it holds {last - first + 1}"
+
+
+def rule_no_pool(graph: ModelGraph, first: int, last: int) -> str | None:
+    """A tile stage holds no global pool (AVERAGE_POOL_2D over the map, MEAN): only a
+    streamed stage sums rows into one pixel."""
+    pools = [op for op in range(first, last + 1) if graph.ops[op].name in _POOLS]
+    return f"operator {pools[0]} is {graph.ops[pools[0]].name}" if pools else None
+
+
+def rule_pool_last(graph: ModelGraph, first: int, last: int) -> str | None:
+    """A global pool ends a streamed stage: it writes its one pixel only after reading every
+    row, so nothing in the stage can follow it."""
+    pools = [op for op in range(first, last) if graph.ops[op].name in _POOLS]
+    return f"operator {pools[0]} ({graph.ops[pools[0]].name}) is followed" if pools else None
+
+
+# Per execution: rules that only get worse as a stage grows (once broken, no longer stage
+# passes them), then rules on where a stage may end.
+_GROWTH = {
+    TILES: (rule_tile_length, rule_one_input, rule_no_pool),
+    STREAM: (rule_length, rule_one_input, rule_pool_last),
+}
+_END = {TILES: (rule_closed, rule_downsamples), STREAM: (rule_closed,)}
+TILE_RULES: tuple[StageRule, ...] = (*_GROWTH[TILES], *_END[TILES])
+STREAM_RULES: tuple[StageRule, ...] = (*_GROWTH[STREAM], *_END[STREAM])
+STAGE_RULES = TILE_RULES
+RULES_BY_EXECUTION = {TILES: TILE_RULES, STREAM: STREAM_RULES}
 
 
 def _stride(graph: ModelGraph, op: int) -> int:
@@ -154,7 +217,8 @@ def supported_ops_table() -> str:
         "|---|---|---|",
     ]
     lines += [f"| operator | `{r.__name__}` | {_doc(r)} |" for r in stage_ops.RULES]
-    lines += [f"| stage | `{r.__name__}` | {_doc(r)} |" for r in STAGE_RULES]
+    for execution, rules in RULES_BY_EXECUTION.items():
+        lines += [f"| stage ({execution}) | `{r.__name__}` | {_doc(r)} |" for r in rules]
     return "\n".join(lines) + "\n"
 
 
@@ -178,17 +242,17 @@ def stage_problem(
 
 
 def stage_ends(
-    graph: ModelGraph, problems: Sequence[str | None], first: int
+    graph: ModelGraph, problems: Sequence[str | None], first: int, execution: Execution = TILES
 ) -> tuple[list[int], str]:
     """Every valid last operator of a stage starting at ``first`` (``problems`` from
-    ``operator_problems``), and why there is none further: the rule the next operator or
-    the longest stage breaks."""
+    ``operator_problems``) in ``execution``, and why there is none further: the rule the
+    next operator or the longest stage breaks."""
     ends, rejected = [], ""
     for last in range(first, len(graph.ops)):
-        stop = problems[last] or stage_problem(graph, first, last, GROWTH_RULES)
+        stop = problems[last] or stage_problem(graph, first, last, _GROWTH[execution])
         if stop:
             return ends, f"{rejected.rstrip('.')}; then {stop}" if rejected and not ends else stop
-        problem = stage_problem(graph, first, last, END_RULES)
+        problem = stage_problem(graph, first, last, _END[execution])
         if problem:
             rejected = problem
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import numpy as np
 from tflite_micro.tensorflow.lite.micro.compression import model_editor
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
@@ -48,3 +49,10 @@ def _reading(model_bytes: bytes) -> Iterator[None]:
         yield
     except Exception as e:  # the flatbuffer readers raise anything on garbage input
         raise TflmExtError(f"cannot read a .tflite model from {len(model_bytes)} B: {e}") from e
+
+
+def custom_options(op: model_editor.Operator) -> bytes:
+    """An operator's raw custom_options (the reader gives a numpy array, a built model a
+    list; none is empty)."""
+    options = op._fb.customOptions
+    return b"" if options is None else bytes(np.asarray(options, dtype=np.uint8))

@@ -350,6 +350,19 @@ def _start_run(
         raise ComponentError(f"cannot start an MLflow run at {tracking_uri}: {e}") from e
 
 
+def tag_run(tracking_uri: str, run_id: str, tags: Mapping[str, str]) -> None:
+    """Add tags to a finished run (what later stages, such as the release, decided)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri)
+    try:
+        for key, value in tags.items():
+            client.set_tag(run_id, key, value)
+    except MlflowException as e:
+        raise ComponentError(f"cannot tag MLflow run {run_id} at {tracking_uri}: {e}") from e
+
+
 def production_baseline(
     tracking_uri: str, registered_model_name: str, alias: str = "production"
 ) -> dict[str, float] | None:

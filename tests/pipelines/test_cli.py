@@ -92,8 +92,20 @@ def test_patch_tries_only_the_grids_given(inverted_residual_int8_model, tmp_path
     args = ["patch", str(model), "--output", str(out), "--grids", "2", "--verify-inputs", "2"]
     assert cli.main(args) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
-    grids = {row.split("|")[3].strip() for row in rows[2:]}
-    assert grids == {"2x2"}, rows
+    header = [cell.strip() for cell in rows[0].split("|")]
+    cells = [[cell.strip() for cell in row.split("|")] for row in rows[2:]]
+    grids = {c[header.index("grid")] for c in cells if c[header.index("mode")] != "stream"}
+    assert grids <= {"2x2"}, rows  # streamed stages show strips, not grids
+    assert all(c[header.index("grid")] == "2x2" or "strip" in c[header.index("grid")]
+               or c[header.index("grid")] == "whole" for c in cells), rows  # fmt: skip
+
+
+def test_patch_in_stream_mode_recomputes_nothing(inverted_residual_int8_model, tmp_path, capsys):
+    model, out = tmp_path / "ir.tflite", tmp_path / "ir_streamed.tflite"
+    model.write_bytes(inverted_residual_int8_model)
+    args = ["patch", str(model), "--output", str(out), "--mode", "stream", "--verify-inputs", "2"]
+    assert cli.main(args) == 0
+    assert "verified bit-exact" in capsys.readouterr().out and out.is_file()
 
 
 def test_patch_in_builtin_mode_reports_every_measured_split(

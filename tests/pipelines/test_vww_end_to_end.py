@@ -28,6 +28,7 @@ TINY = {
     "devices": [str(REPO / "configs/devices/nucleo_l4r5zi.yaml")],
     "gate": {"min_accuracy": 0.0, "max_latency_ms": 1000},
     "track": {"experiment": "vww-e2e", "registered_model_name": "vww-e2e"},
+    "release": {"enabled": True},
 }
 
 
@@ -60,6 +61,20 @@ def test_generated_run_trains_patches_gates_and_registers(generated):
     assert tags["preprocessing.kind"] == "image" and tags["preprocessing.image_size"] == "[32, 32]"
     assert tags["patch.reason"] and run.data.params["train.architecture"] == "mobilenet_v1"
     assert str(client.get_registered_model("vww-e2e").latest_versions[0].version) == "1"
+
+
+def test_generated_run_ends_by_promoting_to_staging(generated):
+    from components.release.registry import DeviceRegistry
+
+    root, uri, _ = generated
+    registry = DeviceRegistry.local(root / "work" / "registry")
+    staged = registry.current("vww-e2e", "nucleo_l4r5zi", "staging")
+    assert staged is not None and staged.version == "1"
+    assert registry.current("vww-e2e", "nucleo_l4r5zi", "production") is None
+    client = MlflowClient(uri)
+    assert client.get_model_version_by_alias("vww-e2e", "nucleo_l4r5zi-staging").version == "1"
+    (run,) = client.search_runs([client.get_experiment_by_name("vww-e2e").experiment_id])
+    assert run.data.tags["release.nucleo_l4r5zi"].startswith("promoted staging (bundle ")
 
 
 def test_registered_model_predicts_image_files_and_arrays(generated):
@@ -120,3 +135,18 @@ def test_too_many_bad_images_are_refused_naming_the_cause(tmp_path, capsys):
     assert status == cli.EXIT_ERROR
     err = capsys.readouterr().err
     assert "6 of 8 images could not be decoded" in err and "max_bad_fraction" in err
+
+
+def test_pruned_run_is_smaller_and_logs_the_prune_figures(tmp_path):
+    status, uri = _run(
+        tmp_path, None, "--set", "prune.enabled=true", "--set", "prune.channel_ratio=0.5",
+        "--set", "prune.fine_tune_epochs=1", "--set", "patch.enabled=false",
+    )  # fmt: skip
+    assert status == 0
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("vww-e2e").experiment_id])
+    m = run.data.metrics
+    for figure in ("macs", "params", "flash_bytes", "arena_total"):
+        assert m[f"prune.{figure}_after"] < m[f"prune.{figure}_before"], figure
+    assert m["macs"] == m["prune.macs_after"]  # the chain went on with the pruned model
+    assert "accuracy" in " ".join(k for k in m if k.startswith("prune.accuracy"))

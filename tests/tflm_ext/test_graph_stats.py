@@ -82,3 +82,20 @@ def test_grouped_conv_batched_dense_and_shared_buffers() -> None:
 def test_garbage_is_a_tflm_ext_error() -> None:
     with pytest.raises(TflmExtError, match="cannot read a .tflite model from 64 B"):
         graph_stats(bytes(range(64)))
+
+
+@pytest.mark.parametrize("mode", ["custom", "stream"])
+def test_a_patch_stage_counts_its_inner_convolutions(inverted_residual_int8_model, mode):
+    """Once per output value: a patched model does the original's useful MACs (a tiled stage
+    recomputes halos on top, which the plan reports as extra MACs)."""
+    import shutil
+
+    from tflm_ext.patching import patch_model
+
+    if shutil.which("g++") is None:
+        pytest.skip("the custom op needs g++")
+    outcome = patch_model(inverted_residual_int8_model, mode=mode, inputs=2)
+    assert outcome.applied, outcome.plan.reason
+    patched = graph_stats(outcome.model_bytes)
+    assert "TFLM_EXT_PATCH_STAGE" in {op.op for op in patched.ops}
+    assert patched.total_macs == graph_stats(inverted_residual_int8_model).total_macs

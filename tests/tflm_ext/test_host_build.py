@@ -25,6 +25,7 @@ from tflm_ext.host_build import (
 from tflm_ext.interpreter import OpRegisterer, default_registerers, make_interpreter
 from tflm_ext.isolation import run_isolated
 from tflm_ext.rewrite import rewrite_stage
+from tflm_ext.row_reader import ROW_IMAGE_SYMBOL
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not installed")
@@ -65,7 +66,7 @@ def test_build_is_cached_by_content(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, variant.name])
 
 
-def test_library_needs_only_libc_and_exports_only_the_registerer(library: Path) -> None:
+def test_library_needs_only_libc_and_exports_the_registerer_and_row_reader(library: Path) -> None:
     if shutil.which("readelf") is None or shutil.which("nm") is None:
         pytest.skip("binutils (readelf, nm) are not installed")
     dynamic = subprocess.run(["readelf", "-d", str(library)], capture_output=True, text=True)
@@ -77,7 +78,7 @@ def test_library_needs_only_libc_and_exports_only_the_registerer(library: Path) 
     ).stdout.splitlines()
 
     assert needed == ["libc.so.6"]
-    assert [line.split()[-1] for line in symbols] == [REGISTERER_SYMBOL]
+    assert sorted(line.split()[-1] for line in symbols) == [REGISTERER_SYMBOL, ROW_IMAGE_SYMBOL]
 
 
 def test_registered_op_runs_like_the_builtins_it_replaces(

@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from tests.int8_models import convert_on_noise, seeded_keras
+from tests.tflm_ext.hand_models import pool_first_model
 from tflm_ext.builtin_planner import MAX_GRID
 from tflm_ext.errors import NothingPatchableError
 from tflm_ext.interpreter import ARENA_ALIGNMENT
@@ -59,6 +60,7 @@ def test_builtin_mode_keeps_the_model_when_its_extra_ops_cost_more(inverted_resi
     assert "measured below the original's" in outcome.plan.reason
 
 
-def test_unpatchable_model_is_refused(prepare_bound_int8_model):
-    with pytest.raises(NothingPatchableError):
-        patch_model(prepare_bound_int8_model)
+def test_unpatchable_model_is_refused():
+    for mode in ("custom", "stream", "builtin"):
+        with pytest.raises(NothingPatchableError):
+            patch_model(pool_first_model(), mode=mode)

@@ -7,31 +7,34 @@ import itertools
 import shutil
 
 import pytest
-from tflite_micro.tensorflow.lite.micro.compression import model_editor
-from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
+from tests.shared_data import require
+from tests.tflm_ext.hand_models import pool_first_model
 from tflm_ext import memory_profile, stage_rules
 from tflm_ext.arena import ArenaMeasurement
 from tflm_ext.errors import NothingPatchableError, TflmExtError
 from tflm_ext.graph_stats import graph_stats
 from tflm_ext.model_graph import read_graph
+from tflm_ext.patching import rewrite_all, stage_spec
 from tflm_ext.planner import (
     PatchPlan,
     PlannerSpec,
     StagePlan,
     keep_if_smaller,
     plan,
+    plan_table,
     supported_ops_table,
 )
-from tflm_ext.rewrite import rewrite_stage, verify
+from tflm_ext.rewrite import verify
 
 needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="no g++ to build the kernel")
 
 
+TILES_ONLY = PlannerSpec(executions=("tiles",))
+
+
 def _rewrite(model_bytes: bytes, patch_plan: PatchPlan) -> bytes:
-    for stage in sorted(patch_plan.stages, key=lambda s: -s.first_op):  # last first
-        model_bytes = rewrite_stage(model_bytes, stage.first_op, stage.last_op, stage.grid)
-    return model_bytes
+    return rewrite_all(model_bytes, patch_plan)  # each stage in its execution, last first
 
 
 def _check_valid(model_bytes: bytes, patch_plan: PatchPlan, spec: PlannerSpec) -> None:
@@ -41,14 +44,18 @@ def _check_valid(model_bytes: bytes, patch_plan: PatchPlan, spec: PlannerSpec) -
     assert patch_plan.split_floor <= patch_plan.planned_peak < patch_plan.original_peak
     assert patch_plan.planned_head < patch_plan.original_head
     for stage in patch_plan.stages:
-        assert stage_rules.stage_problem(graph, stage.first_op, stage.last_op) is None
+        rules = stage_rules.RULES_BY_EXECUTION[stage.execution]
+        assert stage_rules.stage_problem(graph, stage.first_op, stage.last_op, rules) is None
+        assert stage.execution in spec.executions
     for before, after in itertools.pairwise(patch_plan.stages):
         assert before.last_op < after.first_op  # disjoint, in operator order
 
 
 @needs_gxx
-def test_plan_lowers_the_measured_arena_as_predicted(inverted_residual_int8_model: bytes) -> None:
-    spec = PlannerSpec()
+@pytest.mark.parametrize("spec", [PlannerSpec(), TILES_ONLY], ids=["any", "tiles"])
+def test_plan_lowers_the_measured_arena_as_predicted(
+    inverted_residual_int8_model: bytes, spec: PlannerSpec
+) -> None:
     patch_plan = plan(inverted_residual_int8_model, spec)
 
     assert patch_plan.original_peak == 14336
@@ -100,10 +107,10 @@ def test_a_zero_budget_allows_only_stages_that_recompute_nothing(
         assert "budget of 0 extra MACs" in patch_plan.reason
 
 
-def test_a_peak_no_stage_can_lower_keeps_the_model(tiny_int8_model: bytes) -> None:
-    """The peak is the 1x1 conv writing 8x8x8: any stage covering it holds that output and
-    its 16x16 input at once, already more than the peak."""
-    patch_plan = plan(tiny_int8_model, PlannerSpec())
+def test_a_peak_no_tile_stage_can_lower_keeps_the_model(tiny_int8_model: bytes) -> None:
+    """The peak is the 1x1 conv writing 8x8x8: any tile stage covering it holds that output
+    and its 16x16 input at once, already more than the peak."""
+    patch_plan = plan(tiny_int8_model, TILES_ONLY)
     assert patch_plan.stages == ()
     assert patch_plan.planned_peak == patch_plan.original_peak == 768
     assert patch_plan.planned_head == patch_plan.original_head
@@ -111,23 +118,133 @@ def test_a_peak_no_stage_can_lower_keeps_the_model(tiny_int8_model: bytes) -> No
     assert patch_plan.reason.startswith("model kept as it is: no supported stage covers")
 
 
+@needs_gxx
+def test_streaming_through_the_global_pool_lowers_that_peak(tiny_int8_model: bytes) -> None:
+    """Streamed to the end of its global AVERAGE_POOL_2D, the stage's output is 8 values: the
+    8x8x8 tensor never exists, at no extra MAC."""
+    patch_plan = plan(tiny_int8_model, PlannerSpec())
+    assert [(s.first_op, s.last_op, s.execution) for s in patch_plan.stages] == [(0, 3, "stream")]
+    assert patch_plan.extra_macs == 0 and patch_plan.planned_peak < 768
+    report = verify(tiny_int8_model, _rewrite(tiny_int8_model, patch_plan), inputs=3)
+    assert report.identical, report.first_mismatch
+    assert report.arena_after.head == patch_plan.planned_head
+
+
 def test_models_without_a_leading_stage_are_refused(prepare_bound_int8_model: bytes) -> None:
     with pytest.raises(NothingPatchableError, match="nothing patchable: .*downsampling layer"):
-        plan(prepare_bound_int8_model, PlannerSpec())
+        plan(prepare_bound_int8_model, TILES_ONLY)
     with pytest.raises(
         NothingPatchableError, match=r"nothing patchable: operator 0 \(MAX_POOL_2D\)"
     ):
-        plan(_pool_first_model(), PlannerSpec())
+        plan(pool_first_model(), PlannerSpec())
 
 
-def _pool_first_model() -> bytes:
-    int8 = schema.TensorType.INT8
-    quantization = model_editor.Quantization(scales=0.5, zero_points=0)
-    x = model_editor.Tensor(shape=(1, 8, 8, 2), dtype=int8, quantization=quantization)
-    y = model_editor.Tensor(shape=(1, 4, 4, 2), dtype=int8, quantization=quantization)
-    pool = model_editor.Operator(opcode=schema.BuiltinOperator.MAX_POOL_2D, inputs=[x], outputs=[y])
-    subgraph = model_editor.Subgraph(tensors=[x, y], operators=[pool], inputs=[x], outputs=[y])
-    return bytes(model_editor.Model(subgraphs=[subgraph]).build())
+@pytest.fixture(scope="module")
+def mobile_stage_model() -> bytes:
+    """MobileNetV2's first stage in miniature at 96x96x3: 3x3/s2 (16) -> depthwise -> 1x1 (8)
+    -> 1x1 (48) -> depthwise/s2 -> 1x1 (8), then a residual block at 24x24, 1x1 (32), MEAN,
+    dense. Its first stage is wide: rings of whole rows cost more there than 4x4 tiles."""
+    from tests.int8_models import convert_on_noise, seeded_keras
+
+    keras = seeded_keras()
+    layers, bias = keras.layers, "random_normal"
+    inputs = keras.Input((96, 96, 3), batch_size=1)
+    x = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu6")(inputs)
+    x = layers.DepthwiseConv2D(3, padding="same", activation="relu6", bias_initializer=bias)(x)
+    x = layers.Conv2D(8, 1, bias_initializer=bias)(x)
+    x = layers.Conv2D(48, 1, activation="relu6", bias_initializer=bias)(x)
+    x = layers.DepthwiseConv2D(
+        3, strides=2, padding="same", activation="relu6", bias_initializer=bias
+    )(x)
+    x = layers.Conv2D(8, 1, bias_initializer=bias)(x)
+    y = layers.Conv2D(48, 1, activation="relu6", bias_initializer=bias)(x)
+    y = layers.DepthwiseConv2D(3, padding="same", activation="relu6", bias_initializer=bias)(y)
+    x = layers.Add()([x, layers.Conv2D(8, 1, bias_initializer=bias)(y)])
+    x = layers.Conv2D(32, 1, activation="relu6", bias_initializer=bias)(x)
+    outputs = layers.Dense(3, bias_initializer=bias)(layers.GlobalAveragePooling2D()(x))
+    return convert_on_noise(keras.Model(inputs, outputs), (96, 96, 3))
+
+
+@needs_gxx
+def test_each_stage_gets_the_execution_that_fits_it(mobile_stage_model: bytes) -> None:
+    """Whole-width streaming only: the wide first stage runs in tiles (its rings would cost
+    more than 4x4 tiles' windows), the rest streams at no extra MAC; both fused stages agree
+    with the original bit for bit, and TFLM plans exactly the predicted head."""
+    spec = PlannerSpec(strips=(1,))
+    patch_plan = plan(mobile_stage_model, spec)
+
+    assert [(s.first_op, s.last_op, s.execution) for s in patch_plan.stages] == [
+        (0, 5, "tiles"),
+        (6, 11, "stream"),
+    ]
+    assert patch_plan.stages[1].extra_macs == 0
+    _check_valid(mobile_stage_model, patch_plan, spec)
+    table = plan_table(patch_plan)
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| yes")]
+    assert [(r[1], r[2], r[-1]) for r in rows] == [
+        ("0..5", "4x4", "tiles |"),
+        ("6..11", "whole", "stream |"),
+    ]
+    report = verify(mobile_stage_model, _rewrite(mobile_stage_model, patch_plan), inputs=2)
+    assert report.identical, report.first_mismatch
+    assert report.arena_after.head == patch_plan.planned_head
+
+
+def test_choosing_per_stage_beats_either_execution_alone(mobile_stage_model: bytes) -> None:
+    heads = {
+        executions: plan(mobile_stage_model, PlannerSpec(executions=executions)).planned_head
+        for executions in (("tiles",), ("stream",), ("tiles", "stream"))
+    }
+    assert heads[("tiles", "stream")] <= min(heads[("tiles",)], heads[("stream",)])
+    assert heads[("tiles", "stream")] < heads[("tiles",)]
+
+
+def test_stream_mode_streams_every_stage_whole(mobile_stage_model: bytes) -> None:
+    patch_plan = plan(mobile_stage_model, stage_spec(PlannerSpec(), "stream"))
+    assert patch_plan.stages and patch_plan.extra_macs == 0
+    assert {(s.execution, s.grid) for s in patch_plan.stages} == {("stream", (1, 1))}
+
+
+def test_without_a_mac_budget_only_streams_are_chosen(inverted_residual_int8_model) -> None:
+    patch_plan = plan(inverted_residual_int8_model, PlannerSpec(max_extra_mac_fraction=0.0))
+    assert patch_plan.stages and patch_plan.extra_macs == 0
+    assert {s.execution for s in patch_plan.stages} == {"stream"}
+
+
+@needs_gxx
+def test_spare_stage_slots_fuse_the_rest_at_no_cost() -> None:
+    """MLPerf Tiny's person detector: one stage sets the head; with stage slots to spare
+    the planner also streams the cold rest at no extra MAC, which leaves the head where it
+    is and takes those operators' persistent data out of TFLM's tail."""
+    detector = require("models", "vww_96_int8.tflite").read_bytes()
+    one = plan(detector, PlannerSpec(max_stages=1))
+    three = plan(detector, PlannerSpec(max_stages=3))
+
+    assert len(one.stages) == 1 and len(three.stages) == 3
+    assert three.planned_head == one.planned_head and three.extra_macs == one.extra_macs
+    assert all(s.execution == "stream" and s.extra_macs == 0 for s in three.stages[1:])
+    before = verify(detector, _rewrite(detector, one), inputs=2).arena_after
+    after = verify(detector, _rewrite(detector, three), inputs=2)
+    assert after.identical and after.arena_after.head == before.head
+    assert after.arena_after.tail < before.tail
+
+
+@needs_gxx
+def test_a_row_reader_takes_the_image_out_of_the_arena(mobile_stage_model: bytes) -> None:
+    """Only when asked for: the first stage then streams the image from the row reader,
+    and the head no longer holds the 96x96x3 input."""
+    assert not any(s.row_reader for s in plan(mobile_stage_model, PlannerSpec()).stages)
+    spec = PlannerSpec(row_reader=True)
+    patch_plan = plan(mobile_stage_model, spec)
+
+    first = patch_plan.stages[0]
+    assert (first.first_op, first.execution, first.row_reader) == (0, "stream", True)
+    assert first.rewrite_mode == "reader" and "stream (row reader)" in plan_table(patch_plan)
+    assert patch_plan.planned_head < plan(mobile_stage_model, PlannerSpec()).planned_head
+    _check_valid(mobile_stage_model, patch_plan, spec)
+    report = verify(mobile_stage_model, _rewrite(mobile_stage_model, patch_plan), inputs=2)
+    assert report.identical, report.first_mismatch
+    assert report.arena_after.head == patch_plan.planned_head
 
 
 def test_keep_if_smaller_drops_a_plan_that_grows_the_arena() -> None:
@@ -150,6 +267,9 @@ def test_keep_if_smaller_drops_a_plan_that_grows_the_arena() -> None:
         ({"grids": ()}, "grids"),
         ({"grids": (1, 2)}, "at least 2"),
         ({"max_stages": 0}, "max_stages"),
+        ({"executions": ()}, "executions"),
+        ({"executions": ("tiles", "rows")}, "executions"),
+        ({"strips": (0, 2)}, "strips"),
     ],
 )
 def test_spec_is_checked(kwargs, message) -> None:

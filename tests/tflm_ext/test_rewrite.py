@@ -17,7 +17,7 @@ from tflm_ext.errors import TflmExtError
 from tflm_ext.memory_profile import profile
 from tflm_ext.passes.remove_dead_tensors import dead_tensors
 from tflm_ext.passes.remove_unused_buffers import unused_buffers
-from tflm_ext.patch_op import HEADER_FIELDS, OP_FIELDS, OP_NAME, decode_options
+from tflm_ext.patch_op import HEADER_FIELDS_V1, OP_FIELDS_V1, OP_NAME, decode_options
 from tflm_ext.rewrite import example_inputs, first_mismatch, rewrite_stage, verify
 
 pytestmark = pytest.mark.skipif(
@@ -157,17 +157,24 @@ def test_custom_op_carries_decodable_options(cnn: bytes) -> None:
     assert [op.weights_input for op in stage.ops] == [1, 5, 9]
     assert len(custom.inputs) == 1 + 3 * 4
     assert stage.ops[0].stride == (2, 2) and stage.ops[0].padding == (0, 0, 1, 1)
-    assert struct.calcsize(f"<{len(HEADER_FIELDS) + 3 * len(OP_FIELDS)}i") == len(
+    assert struct.calcsize(f"<{len(HEADER_FIELDS_V1) + 3 * len(OP_FIELDS_V1)}i") == len(
         custom._fb.customOptions
     )
 
 
 def test_unsupported_operator_is_refused_with_the_rule(cnn: bytes) -> None:
     with pytest.raises(TflmExtError) as caught:
-        rewrite_stage(cnn, 3, 5, (1, 1))
+        rewrite_stage(cnn, 3, 6, (1, 1))
     message = str(caught.value)
-    assert "operator 5 (MEAN) cannot join a patch stage" in message
-    assert "The operator is CONV_2D, DEPTHWISE_CONV_2D, ADD or PAD." in message
+    assert "operator 6 (FULLY_CONNECTED) cannot join a patch stage" in message
+    assert "The operator is CONV_2D, DEPTHWISE_CONV_2D, ADD, PAD, or a global pool" in message
+
+
+def test_a_global_pool_is_refused_in_tiles(cnn: bytes) -> None:
+    with pytest.raises(
+        TflmExtError, match=r"operator 5 \(MEAN\) is a global pool: only a streamed"
+    ):
+        rewrite_stage(cnn, 3, 5, (1, 1))
 
 
 def test_stage_whose_intermediate_escapes_is_refused(residual_cnn: bytes) -> None:
@@ -190,9 +197,9 @@ def test_verify_reports_the_first_differing_output(cnn: bytes) -> None:
     """Clamping the last inner op's activation to [0, 0] must show up as a difference."""
     model = model_editor.read(rewrite_stage(cnn, 0, 1, (2, 2)))
     options = bytearray(model.subgraphs[0].operators[0]._fb.customOptions)
-    last_op = len(HEADER_FIELDS) + len(OP_FIELDS)  # second inner op's record
+    last_op = len(HEADER_FIELDS_V1) + len(OP_FIELDS_V1)  # second inner op's record (version 1)
     for field in ("activation_min", "activation_max"):
-        offset = 4 * (last_op + OP_FIELDS.index(field))
+        offset = 4 * (last_op + OP_FIELDS_V1.index(field))
         options[offset : offset + 4] = struct.pack("<i", 0)
     model.subgraphs[0].operators[0]._fb.customOptions = list(options)
 
@@ -305,7 +312,7 @@ def test_builtin_mode_leaves_no_dead_tensor_and_keeps_the_interface(cnn: bytes) 
 
 
 def test_builtin_mode_refuses_what_the_custom_mode_refuses(cnn: bytes) -> None:
-    with pytest.raises(TflmExtError, match=r"operator 5 \(MEAN\) cannot join a patch stage"):
+    with pytest.raises(TflmExtError, match=r"operator 5 \(MEAN\) is a global pool"):
         rewrite_stage(cnn, 3, 5, (2, 2), mode="builtin")
     with pytest.raises(TflmExtError, match="cannot cut an axis of 8 into 9 tiles"):
         rewrite_stage(cnn, 0, 3, (9, 1), mode="builtin")

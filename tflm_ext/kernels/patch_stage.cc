@@ -1,14 +1,17 @@
-// TFLM_EXT_PATCH_STAGE arithmetic: options parsing, tile planning and the int8 inner ops.
-// No TFLM types; see patch_stage.h for the contract and the scratch formula.
+// TFLM_EXT_PATCH_STAGE core: options parsing and validation, tensor checks, and the entry
+// points, which hand over to the tile (tile_stage.cc) or streaming (stream_stage.cc)
+// execution. No TFLM types; see patch_stage.h for the contract.
 #include "patch_stage.h"
 
 #include <string.h>
 
-#include "inner_ops.h"
+#include "stage_internal.h"
 
 namespace tflm_ext {
 namespace patch_stage {
 namespace {
+
+constexpr int32_t kMaxReach = 1 << 16;  // rows a window may span (bounds the row table)
 
 int32_t ReadWord(const uint8_t* bytes) {
   const uint32_t value = static_cast<uint32_t>(bytes[0]) | static_cast<uint32_t>(bytes[1]) << 8 |
@@ -17,34 +20,59 @@ int32_t ReadWord(const uint8_t* bytes) {
   return static_cast<int32_t>(value);
 }
 
-bool IsEmpty(const Window& w) { return w.y0 >= w.y1 || w.x0 >= w.x1; }
-
-Window Union(const Window& a, const Window& b) {
-  if (IsEmpty(a)) return b;
-  if (IsEmpty(b)) return a;
-  return {a.y0 < b.y0 ? a.y0 : b.y0, a.y1 > b.y1 ? a.y1 : b.y1, a.x0 < b.x0 ? a.x0 : b.x0,
-          a.x1 > b.x1 ? a.x1 : b.x1};
+// The layout a version's header announces: header and record words; false if unknown.
+bool LayoutOf(const uint8_t* options, size_t length, int* header_words, int* op_words) {
+  if (options == nullptr || length < kHeaderWordsV1 * 4) return false;
+  const int32_t version = ReadWord(options);
+  *header_words = version == kTileOptionsVersion ? kHeaderWordsV1 : kHeaderWords;
+  *op_words = version == kTileOptionsVersion ? kOpWordsV1 : kOpWords;
+  return (version == kTileOptionsVersion || version == kOptionsVersion) &&
+         length >= static_cast<size_t>(*header_words) * 4 &&
+         ReadWord(options + 4 * kHeaderHeaderWords) == *header_words &&
+         ReadWord(options + 4 * kHeaderOpWords) == *op_words;
 }
 
-Window ClipTo(Window w, const Shape& shape) {
-  w.y0 = w.y0 < 0 ? 0 : w.y0;
-  w.x0 = w.x0 < 0 ? 0 : w.x0;
-  w.y1 = w.y1 > shape.h ? shape.h : w.y1;
-  w.x1 = w.x1 > shape.w ? shape.w : w.x1;
-  return w;
-}
-
-Shape BufferShape(const Stage& stage, int buffer) {
-  if (buffer == 0) {
-    return {stage.header[kHeaderInputHeight], stage.header[kHeaderInputWidth],
-            stage.header[kHeaderInputChannels]};
+// The largest reach of any convolution's kernel (at least 1); 0 if out of bounds.
+int32_t MaxReach(const uint8_t* records, int op_count, int op_words) {
+  int64_t reach = 1;
+  for (int i = 0; i < op_count; ++i) {
+    const uint8_t* record = records + 4 * static_cast<size_t>(i) * op_words;
+    const int32_t kind = ReadWord(record + 4 * kOpKind);
+    if (kind != kKindConv && kind != kKindDepthwise) continue;  // they read one row at a time
+    const int64_t kernel = ReadWord(record + 4 * kOpKernelHeight);
+    const int64_t dilation = ReadWord(record + 4 * kOpDilationHeight);
+    const int64_t op_reach = (kernel - 1) * dilation + 1;
+    if (op_reach > kMaxReach) return 0;
+    reach = op_reach > reach ? op_reach : reach;
   }
-  const InnerOp& op = stage.ops[buffer - 1];
-  return {op[kOpOutputHeight], op[kOpOutputWidth], op[kOpOutputChannels]};
+  return static_cast<int32_t>(reach);
 }
 
-bool IsWeighted(const InnerOp& op) {
-  return op[kOpKind] == kKindConv || op[kOpKind] == kKindDepthwise;
+size_t BytesFor(int op_count, int32_t reach) {
+  const size_t buffers = static_cast<size_t>(op_count) + 1;
+  return sizeof(Stage) + reach * sizeof(int8_t*) + buffers * sizeof(View) +
+         op_count * sizeof(InnerOp) + buffers * (sizeof(Window) + 7 * sizeof(int32_t));
+}
+
+// Carves the arrays out of the memory after the struct, pointers and views first.
+void Carve(Stage* stage, int op_count, int32_t reach) {
+  uint8_t* next = reinterpret_cast<uint8_t*>(stage) + sizeof(Stage);
+  const int buffers = op_count + 1;
+  stage->row_table = reinterpret_cast<const int8_t**>(next);
+  next += reach * sizeof(int8_t*);
+  stage->views = reinterpret_cast<View*>(next);
+  next += buffers * sizeof(View);
+  stage->ops = reinterpret_cast<InnerOp*>(next);
+  next += op_count * sizeof(InnerOp);
+  stage->need = reinterpret_cast<Window*>(next);
+  next += buffers * sizeof(Window);
+  int32_t** arrays[] = {&stage->offset_of_buffer, &stage->last_use, &stage->ring_rows,
+                        &stage->ring_width,       &stage->done,     &stage->pull_buffer,
+                        &stage->pull_until};
+  for (int32_t** array : arrays) {
+    *array = reinterpret_cast<int32_t*>(next);
+    next += buffers * sizeof(int32_t);
+  }
 }
 
 bool InInt8(int32_t value) { return value >= -128 && value <= 127; }
@@ -88,10 +116,20 @@ bool PadGeometryValid(const InnerOp& op, const Shape& in) {
          op[kOpOutputChannels] == in.c;
 }
 
+// A global pool: one output pixel per channel from a window that is the whole input.
+bool PoolGeometryValid(const InnerOp& op, const Shape& in) {
+  const int64_t count = static_cast<int64_t>(in.h) * in.w;
+  return op[kOpOutputHeight] == 1 && op[kOpOutputWidth] == 1 && op[kOpOutputChannels] == in.c &&
+         op[kOpKernelHeight] == in.h && op[kOpKernelWidth] == in.w && count <= (1 << 23) &&
+         (op[kOpKind] != kKindMean ||
+          (op[kOpRequantShift] >= -31 && op[kOpRequantShift] <= 30));
+}
+
 Status CheckOp(const Stage& stage, int index) {
   const InnerOp& op = stage.ops[index];
   const int kind = op[kOpKind];
-  if (kind < kKindConv || kind > kKindPad || op[kOpInput] < 0 || op[kOpInput] > index) {
+  const int last_kind = stage.header[kHeaderVersion] == kTileOptionsVersion ? kKindPad : kKindMean;
+  if (kind < kKindConv || kind > last_kind || op[kOpInput] < 0 || op[kOpInput] > index) {
     return kBadOp;
   }
   if (kind == kKindAdd && (op[kOpInputB] < 0 || op[kOpInputB] > index)) return kBadOp;
@@ -104,135 +142,28 @@ Status CheckOp(const Stage& stage, int index) {
   const Shape in = BufferShape(stage, op[kOpInput]);
   const bool fits = kind == kKindAdd   ? AddGeometryValid(stage, op, in)
                     : kind == kKindPad ? PadGeometryValid(op, in)
+                    : IsPool(op)       ? PoolGeometryValid(op, in)
                                        : ConvGeometryValid(op, in);
   return fits ? kOk : kBadGeometry;
 }
 
-Window TileWindow(const Stage& stage, int row, int col) {
-  const Shape out = BufferShape(stage, stage.op_count);
-  const int rows = stage.header[kHeaderGridRows];
-  const int cols = stage.header[kHeaderGridCols];
-  return {row * out.h / rows, (row + 1) * out.h / rows, col * out.w / cols,
-          (col + 1) * out.w / cols};
-}
-
-// The rows/columns of op's input that its output window reads, clipped to the image.
-Window InputWindow(const InnerOp& op, const Window& out, const Shape& in) {
-  if (op[kOpKind] == kKindAdd) return ClipTo(out, in);
-  if (op[kOpKind] == kKindPad) {
-    return ClipTo({out.y0 - op[kOpPadTop], out.y1 - op[kOpPadTop], out.x0 - op[kOpPadLeft],
-                   out.x1 - op[kOpPadLeft]},
-                  in);
+// What only the streaming execution runs, and what it cannot: a global pool ends a
+// streamed stage, and a pool's one output pixel cannot be cut into strips.
+Status CheckExecution(const Stage& stage) {
+  const int execution = stage.header[kHeaderExecution];
+  const int source = stage.header[kHeaderInputSource];
+  if ((execution != kExecutionTiles && execution != kExecutionStream) ||
+      (source != kInputTensor && source != kInputRowReader) ||
+      (source == kInputRowReader &&
+       (execution != kExecutionStream || stage.header[kHeaderGridCols] != 1))) {
+    return kBadExecution;
   }
-  const int reach_y = (op[kOpKernelHeight] - 1) * op[kOpDilationHeight] + 1;
-  const int reach_x = (op[kOpKernelWidth] - 1) * op[kOpDilationWidth] + 1;
-  const Window full = {
-      out.y0 * op[kOpStrideHeight] - op[kOpPadTop],
-      (out.y1 - 1) * op[kOpStrideHeight] - op[kOpPadTop] + reach_y,
-      out.x0 * op[kOpStrideWidth] - op[kOpPadLeft],
-      (out.x1 - 1) * op[kOpStrideWidth] - op[kOpPadLeft] + reach_x,
-  };
-  return ClipTo(full, in);
-}
-
-// Walks backwards from the tile: need[b] becomes the window of buffer b this tile reads.
-void ComputeNeeds(Stage* stage, const Window& tile) {
-  const int n = stage->op_count;
-  for (int b = 0; b < n; ++b) stage->need[b] = {0, 0, 0, 0};
-  stage->need[n] = tile;
-  for (int i = n - 1; i >= 0; --i) {
-    const InnerOp& op = stage->ops[i];
-    if (IsEmpty(stage->need[i + 1])) continue;
-    const Window in =
-        InputWindow(op, stage->need[i + 1], BufferShape(*stage, op[kOpInput]));
-    stage->need[op[kOpInput]] = Union(stage->need[op[kOpInput]], in);
-    if (op[kOpKind] == kKindAdd) {
-      stage->need[op[kOpInputB]] = Union(stage->need[op[kOpInputB]], in);
-    }
+  for (int i = 0; i < stage.op_count; ++i) {
+    if (!IsPool(stage.ops[i])) continue;
+    if (execution != kExecutionStream || i != stage.op_count - 1) return kBadStreamOp;
   }
-}
-
-// For each intermediate buffer, the last op reading it (the op writing it if none does).
-void FindLastUses(Stage* stage) {
-  const int n = stage->op_count;
-  for (int b = 1; b <= n; ++b) stage->last_use[b] = static_cast<int8_t>(b - 1);
-  stage->last_use[0] = 0;
-  for (int i = 0; i < n; ++i) {
-    const InnerOp& op = stage->ops[i];
-    stage->last_use[op[kOpInput]] = static_cast<int8_t>(i);
-    if (op[kOpKind] == kKindAdd) stage->last_use[op[kOpInputB]] = static_cast<int8_t>(i);
-  }
-}
-
-// window[b]: the largest window (bytes) of intermediate buffer b over all tiles.
-void LargestWindows(Stage* stage, int64_t* window) {
-  for (int b = 0; b <= stage->op_count; ++b) window[b] = 0;
-  for (int r = 0; r < stage->header[kHeaderGridRows]; ++r) {
-    for (int c = 0; c < stage->header[kHeaderGridCols]; ++c) {
-      ComputeNeeds(stage, TileWindow(*stage, r, c));
-      for (int b = 1; b < stage->op_count; ++b) {
-        const Window& w = stage->need[b];
-        if (IsEmpty(w)) continue;
-        const int64_t bytes = static_cast<int64_t>(w.y1 - w.y0) * (w.x1 - w.x0) *
-                              BufferShape(*stage, b).c;
-        window[b] = bytes > window[b] ? bytes : window[b];
-      }
-    }
-  }
-}
-
-bool LifetimesOverlap(const Stage& stage, int a, int b) {
-  return a - 1 <= stage.last_use[b] && b - 1 <= stage.last_use[a];
-}
-
-// Places the intermediate windows one by one, each at the lowest offset that overlaps no
-// placed window alive at the same time: largest first (ties: lower buffer) or in op order.
-// Returns the scratch size; offset[b] receives each window's place.
-int64_t FirstFit(const Stage& stage, const int64_t* window, bool largest_first,
-                 int64_t* offset) {
-  const int n = stage.op_count;
-  bool placed[kMaxOps + 1] = {};
-  int64_t end = 0;
-  for (int round = 1; round < n; ++round) {
-    int t = largest_first ? 0 : round;
-    for (int b = 1; largest_first && b < n; ++b) {
-      if (!placed[b] && (t == 0 || window[b] > window[t])) t = b;
-    }
-    // Candidates: 0 and the end of every placed rival; the lowest that fits wins.
-    int64_t best = -1;
-    for (int c = 0; c < n; ++c) {
-      if (c > 0 && !(placed[c] && LifetimesOverlap(stage, c, t))) continue;
-      const int64_t start = c == 0 ? 0 : offset[c] + window[c];
-      if (best >= 0 && start >= best) continue;
-      bool fits = true;
-      for (int u = 1; u < n && fits; ++u) {
-        fits = !(placed[u] && LifetimesOverlap(stage, u, t)) ||
-               start + window[t] <= offset[u] || offset[u] + window[u] <= start;
-      }
-      if (fits) best = start;
-    }
-    offset[t] = best;
-    placed[t] = true;
-    end = best + window[t] > end ? best + window[t] : end;
-  }
-  return end;
-}
-
-// Lays out the scratch: the smaller of FirstFit's two orders (ties: largest first).
-// tflm_ext/receptive_field.py (scratch_layout) computes the same layout for the planner.
-Status PlanScratch(Stage* stage) {
-  int64_t window[kMaxOps + 1];
-  LargestWindows(stage, window);
-  int64_t by_size[kMaxOps + 1] = {}, by_op[kMaxOps + 1] = {};
-  const int64_t size_end = FirstFit(*stage, window, true, by_size);
-  const int64_t op_end = FirstFit(*stage, window, false, by_op);
-  const int64_t* offset = op_end < size_end ? by_op : by_size;
-  const int64_t end = op_end < size_end ? op_end : size_end;
-  if (end > INT32_MAX) return kBadGeometry;
-  for (int b = 0; b <= stage->op_count; ++b) {
-    stage->offset_of_buffer[b] = static_cast<int32_t>(offset[b]);
-  }
-  stage->scratch_bytes = static_cast<int32_t>(end);
+  if (execution == kExecutionStream && stage.header[kHeaderGridRows] != 1) return kBadGrid;
+  if (execution == kExecutionTiles && stage.op_count > kMaxTileOps) return kBadOpCount;
   return kOk;
 }
 
@@ -269,6 +200,16 @@ bool WeightsValid(const InnerOp& op, const Shape& in, const TensorRef* w) {
          HasShape(w[3], kTypeInt32, 1, vector) && ShiftsValid(w[3], out_c);
 }
 
+// The operator's output: [1, h, w, c]; a global pool's may also be MEAN's [1, c].
+bool OutputValid(const Stage& stage, const TensorRef* output) {
+  const Shape out = BufferShape(stage, stage.op_count);
+  const int32_t dims[4] = {1, out.h, out.w, out.c};
+  if (output == nullptr) return false;
+  if (HasShape(*output, kTypeInt8, 4, dims)) return true;
+  const int32_t flat[2] = {1, out.c};
+  return IsPool(stage.ops[stage.op_count - 1]) && HasShape(*output, kTypeInt8, 2, flat);
+}
+
 Status CheckTensors(const Stage& stage, const TensorRef* inputs, int input_count,
                     const TensorRef* output) {
   int expected = 1;
@@ -279,11 +220,9 @@ Status CheckTensors(const Stage& stage, const TensorRef* inputs, int input_count
   }
   if (input_count != expected) return kBadInputCount;
   const Shape in = BufferShape(stage, 0);
-  const Shape out = BufferShape(stage, stage.op_count);
-  const int32_t in_dims[4] = {1, in.h, in.w, in.c};
-  const int32_t out_dims[4] = {1, out.h, out.w, out.c};
-  if (!HasShape(inputs[0], kTypeInt8, 4, in_dims) || output == nullptr ||
-      !HasShape(*output, kTypeInt8, 4, out_dims)) {
+  const bool reader = stage.header[kHeaderInputSource] == kInputRowReader;
+  const int32_t in_dims[4] = {1, reader ? 1 : in.h, in.w, in.c};  // reader: one row
+  if (!HasShape(inputs[0], kTypeInt8, 4, in_dims) || !OutputValid(stage, output)) {
     return kBadTensor;
   }
   for (int i = 0; i < stage.op_count; ++i) {
@@ -296,96 +235,75 @@ Status CheckTensors(const Stage& stage, const TensorRef* inputs, int input_count
   return kOk;
 }
 
-Weights WeightsOf(const InnerOp& op, const TensorRef* inputs) {
-  const TensorRef* w = inputs + op[kOpWeightsInput];
-  return {static_cast<const int8_t*>(w[0].data), w[0].dims,
-          static_cast<const int32_t*>(w[1].data), static_cast<const int32_t*>(w[2].data),
-          static_cast<const int32_t*>(w[3].data)};
-}
-
-View ViewOf(const Stage& stage, int buffer, const TensorRef* inputs, const TensorRef* output,
-            int8_t* scratch) {
-  const Shape shape = BufferShape(stage, buffer);
-  if (buffer == 0) return {static_cast<int8_t*>(inputs[0].data), 0, 0, shape.w, shape.c};
-  if (buffer == stage.op_count) return {static_cast<int8_t*>(output->data), 0, 0, shape.w, shape.c};
-  const Window& w = stage.need[buffer];
-  return {scratch + stage.offset_of_buffer[buffer], w.y0, w.x0, w.x1 - w.x0, shape.c};
-}
-
-void RunOp(const Stage& stage, int index, const TensorRef* inputs, const TensorRef* output,
-           int8_t* scratch) {
-  const InnerOp& op = stage.ops[index];
-  const Window& w = stage.need[index + 1];
-  const Shape in_shape = BufferShape(stage, op[kOpInput]);
-  const View in = ViewOf(stage, op[kOpInput], inputs, output, scratch);
-  const View out = ViewOf(stage, index + 1, inputs, output, scratch);
-  const int kind = op[kOpKind];
-  const Weights weights = IsWeighted(op) ? WeightsOf(op, inputs) : Weights{};
-  const View b = kind == kKindAdd ? ViewOf(stage, op[kOpInputB], inputs, output, scratch) : in;
-  for (int oy = w.y0; oy < w.y1; ++oy) {
-    for (int ox = w.x0; ox < w.x1; ++ox) {
-      int8_t* dst = out.At(oy, ox);
-      if (kind == kKindConv) ConvPixel(op, in_shape, in, weights, oy, ox, dst);
-      if (kind == kKindDepthwise) DepthwisePixel(op, in_shape, in, weights, oy, ox, dst);
-      if (kind == kKindAdd) AddPixel(op, in.At(oy, ox), b.At(oy, ox), dst);
-      if (kind == kKindPad) PadPixel(op, in_shape, in, oy, ox, dst);
-    }
+// Copies the header and records, filling what version 1 lacks with its meaning.
+void CopyOptions(Stage* stage, const uint8_t* options, int header_words, int op_words) {
+  for (int f = 0; f < kHeaderWords; ++f) {
+    stage->header[f] = f < header_words ? ReadWord(options + 4 * f) : 0;
   }
+  if (header_words == kHeaderWordsV1) {
+    stage->header[kHeaderExecution] = kExecutionTiles;
+    stage->header[kHeaderInputSource] = kInputTensor;
+  }
+  const uint8_t* record = options + 4 * header_words;
+  for (int i = 0; i < stage->op_count; ++i) {
+    for (int f = 0; f < kOpWords; ++f) {
+      stage->ops[i].word[f] = f < op_words ? ReadWord(record + 4 * f) : 0;
+    }
+    record += 4 * op_words;
+  }
+}
+
+Status Validate(const Stage& stage) {
+  const Shape in = BufferShape(stage, 0);
+  if (in.h < 1 || in.w < 1 || in.c < 1) return kBadGeometry;
+  for (int i = 0; i < stage.op_count; ++i) {
+    const Status status = CheckOp(stage, i);
+    if (status != kOk) return status;
+  }
+  const Status status = CheckExecution(stage);
+  if (status != kOk) return status;
+  const Shape out = BufferShape(stage, stage.op_count);
+  const int rows = stage.header[kHeaderGridRows], cols = stage.header[kHeaderGridCols];
+  if (rows < 1 || cols < 1 || rows > out.h || cols > out.w) return kBadGrid;
+  return kOk;
 }
 
 }  // namespace
 
 size_t ParsedStageBytes(const uint8_t* options, size_t length) {
-  if (options == nullptr || length < kHeaderWords * 4) return 0;
+  int header_words = 0, op_words = 0;
+  if (!LayoutOf(options, length, &header_words, &op_words)) return 0;
   const int32_t op_count = ReadWord(options + 4 * kHeaderOpCount);
   if (op_count < 1 || op_count > kMaxOps) return 0;
-  const size_t buffers = static_cast<size_t>(op_count) + 1;
-  return sizeof(Stage) + op_count * sizeof(InnerOp) +
-         buffers * (sizeof(Window) + sizeof(int32_t) + 1);
+  if (length != (header_words + static_cast<size_t>(op_count) * op_words) * 4) return 0;
+  const int32_t reach = MaxReach(options + 4 * header_words, op_count, op_words);
+  return reach == 0 ? 0 : BytesFor(op_count, reach);
 }
 
 Status ParseOptions(const uint8_t* options, size_t length, void* memory, size_t bytes,
                     Stage** stage_out) {
-  if (options == nullptr || length < kHeaderWords * 4) return kBadOptionsLength;
-  if (ReadWord(options) != kOptionsVersion) return kBadOptionsVersion;
-  if (ReadWord(options + 4 * kHeaderHeaderWords) != kHeaderWords ||
-      ReadWord(options + 4 * kHeaderOpWords) != kOpWords) {
-    return kBadOptionsLayout;
-  }
+  if (options == nullptr || length < kHeaderWordsV1 * 4) return kBadOptionsLength;
+  const int32_t version = ReadWord(options);
+  if (version != kTileOptionsVersion && version != kOptionsVersion) return kBadOptionsVersion;
+  int header_words = 0, op_words = 0;
+  if (!LayoutOf(options, length, &header_words, &op_words)) return kBadOptionsLayout;
   const int32_t op_count = ReadWord(options + 4 * kHeaderOpCount);
   if (op_count < 1 || op_count > kMaxOps) return kBadOpCount;
-  if (length != (kHeaderWords + static_cast<size_t>(op_count) * kOpWords) * 4) {
+  if (length != (header_words + static_cast<size_t>(op_count) * op_words) * 4) {
     return kBadOptionsLength;
   }
-  if (memory == nullptr || bytes < ParsedStageBytes(options, length)) return kBadMemory;
+  const int32_t reach = MaxReach(options + 4 * header_words, op_count, op_words);
+  if (reach == 0) return kBadGeometry;
+  if (memory == nullptr || bytes < BytesFor(op_count, reach)) return kBadMemory;
   Stage* stage = static_cast<Stage*>(memory);
   memset(stage, 0, sizeof(Stage));
-  // Carve the arrays in decreasing alignment: InnerOp and Window hold int32 only.
-  uint8_t* next = static_cast<uint8_t*>(memory) + sizeof(Stage);
-  stage->ops = reinterpret_cast<InnerOp*>(next);
-  next += op_count * sizeof(InnerOp);
-  stage->need = reinterpret_cast<Window*>(next);
-  next += (op_count + 1) * sizeof(Window);
-  stage->offset_of_buffer = reinterpret_cast<int32_t*>(next);
-  next += (op_count + 1) * sizeof(int32_t);
-  stage->last_use = reinterpret_cast<int8_t*>(next);
+  Carve(stage, op_count, reach);
   stage->op_count = op_count;
+  stage->max_reach = reach;
   stage->scratch_index = -1;
-  for (int f = 0; f < kHeaderWords; ++f) stage->header[f] = ReadWord(options + 4 * f);
-  const uint8_t* record = options + 4 * kHeaderWords;
-  for (int i = 0; i < op_count; ++i) {
-    for (int f = 0; f < kOpWords; ++f) stage->ops[i].word[f] = ReadWord(record + 4 * f);
-    record += 4 * kOpWords;
-  }
-  const Shape in = BufferShape(*stage, 0);
-  if (in.h < 1 || in.w < 1 || in.c < 1) return kBadGeometry;
-  for (int i = 0; i < op_count; ++i) {
-    const Status status = CheckOp(*stage, i);
-    if (status != kOk) return status;
-  }
-  const Shape out = BufferShape(*stage, op_count);
-  const int rows = stage->header[kHeaderGridRows], cols = stage->header[kHeaderGridCols];
-  if (rows < 1 || cols < 1 || rows > out.h || cols > out.w) return kBadGrid;
+  CopyOptions(stage, options, header_words, op_words);
+  const Status status = Validate(*stage);
+  if (status != kOk) return status;
   *stage_out = stage;
   return kOk;
 }
@@ -395,8 +313,7 @@ Status PrepareStage(Stage* stage, const TensorRef* inputs, int input_count,
   if (inputs == nullptr || input_count < 1) return kBadInputCount;
   const Status status = CheckTensors(*stage, inputs, input_count, output);
   if (status != kOk) return status;
-  FindLastUses(stage);
-  return PlanScratch(stage);
+  return IsStream(*stage) ? PlanStream(stage) : PlanTiles(stage);
 }
 
 size_t ScratchBytes(const Stage* stage) {
@@ -405,19 +322,14 @@ size_t ScratchBytes(const Stage* stage) {
 
 Status RunStage(Stage* stage, const TensorRef* inputs, int input_count, const TensorRef* output,
                 int8_t* scratch) {
-  if (inputs == nullptr || output == nullptr || inputs[0].data == nullptr ||
+  const bool reader = stage->header[kHeaderInputSource] == kInputRowReader;
+  if (inputs == nullptr || output == nullptr || (inputs[0].data == nullptr && !reader) ||
       output->data == nullptr || input_count < 1) {
     return kBadTensor;
   }
   if (ScratchBytes(stage) > 0 && scratch == nullptr) return kBadMemory;
-  for (int r = 0; r < stage->header[kHeaderGridRows]; ++r) {
-    for (int c = 0; c < stage->header[kHeaderGridCols]; ++c) {
-      ComputeNeeds(stage, TileWindow(*stage, r, c));
-      for (int i = 0; i < stage->op_count; ++i) {
-        if (!IsEmpty(stage->need[i + 1])) RunOp(*stage, i, inputs, output, scratch);
-      }
-    }
-  }
+  if (IsStream(*stage)) return RunStream(stage, inputs, output, scratch);
+  RunTiles(stage, inputs, output, scratch);
   return kOk;
 }
 
@@ -428,13 +340,14 @@ const char* StatusText(Status status) {
     case kBadOptionsLength:
       return "custom options have the wrong length for their op count";
     case kBadOptionsVersion:
-      return "custom options version is not the one this kernel was built for";
+      return "custom options version is not one this kernel was built for (1 or 2)";
     case kBadOptionsLayout:
       return "custom options header/op word counts differ from this kernel's layout";
     case kBadOpCount:
-      return "op count is outside 1..kMaxOps";
+      return "op count is outside 1..kMaxOps (1..kMaxTileOps for tiles)";
     case kBadGrid:
-      return "tile grid is empty or larger than the stage output";
+      return "tile grid or strips are empty, larger than the stage output, or not one row of "
+             "strips in streaming";
     case kBadOp:
       return "an inner op has an unknown kind, a forward input or out-of-range values";
     case kBadGeometry:
@@ -445,6 +358,15 @@ const char* StatusText(Status status) {
       return "an operator tensor has the wrong type or shape for the options";
     case kBadMemory:
       return "missing persistent or scratch memory";
+    case kBadExecution:
+      return "the execution (tiles or streaming) or the input source is not one this kernel "
+             "runs (a row reader feeds only a stage streamed in one strip)";
+    case kBadStreamOp:
+      return "a global pool runs only streamed, as the stage's last op (it reads every row "
+             "before it writes)";
+    case kBadRowReader:
+      return "the stage reads its input from a row reader, but none is set "
+             "(tflm_ext::patch_stage::SetRowReader) or it failed to deliver a row";
   }
   return "unknown status";
 }

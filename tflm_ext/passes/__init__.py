@@ -11,11 +11,22 @@ tensor list, so a pass appends new tensors at the end and only ``remove_dead_ten
 renumbers the signatures) removes any.
 """
 
-from tflm_ext.passes.fuse_patch_stage import fuse_patch_stage
+from tflm_ext.passes.fuse_patch_stage import (
+    fuse_patch_stage,
+    read_rows_patch_stage,
+    stream_patch_stage,
+)
 from tflm_ext.passes.remove_dead_tensors import remove_dead_tensors
 from tflm_ext.passes.remove_unused_buffers import remove_unused_buffers
 
 # What runs after any pass that removes operators, in this order.
 CLEANUP_PASSES = (remove_dead_tensors, remove_unused_buffers)
 
-__all__ = ["CLEANUP_PASSES", "fuse_patch_stage", "remove_dead_tensors", "remove_unused_buffers"]
+__all__ = [
+    "CLEANUP_PASSES",
+    "fuse_patch_stage",
+    "read_rows_patch_stage",
+    "remove_dead_tensors",
+    "remove_unused_buffers",
+    "stream_patch_stage",
+]

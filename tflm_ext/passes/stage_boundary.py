@@ -25,15 +25,34 @@ def stage_operators(
 
 
 def checked_stage_input(
-    subgraph: model_editor.Subgraph, ops: list[model_editor.Operator], first_op: int
+    subgraph: model_editor.Subgraph,
+    ops: list[model_editor.Operator],
+    first_op: int,
+    *,
+    streamed: bool = False,
 ) -> model_editor.Tensor:
     """The stage input, once the stage passes every check both stage passes make: each
-    operator's support rules (``stage_ops``), one activation in, only the last output out."""
+    operator's support rules (``stage_ops``), one activation in, only the last output out,
+    and global pools only where they can run (``streamed``: computed row by row)."""
     for offset, op in enumerate(ops):
         stage_ops.check_supported(op, first_op + offset)
+    check_pools(ops, first_op, streamed)
     source = stage_input(ops, first_op)
     check_nothing_escapes(subgraph, ops, first_op)
     return source
+
+
+def check_pools(ops: list[model_editor.Operator], first_op: int, streamed: bool) -> None:
+    """A global pool reads every row of its input before it writes its one pixel: only a
+    streamed stage runs it (summing row by row), and only as its last operator."""
+    for offset, op in enumerate(ops):
+        if op.opcode not in stage_ops.POOLS:
+            continue
+        where = f"operator {first_op + offset} ({op.opcode_name}) is a global pool"
+        if not streamed:
+            raise TflmExtError(f"{where}: only a streamed stage runs it, not tiles or builtins")
+        if offset != len(ops) - 1:
+            raise TflmExtError(f"{where}: it must be the stage's last operator")
 
 
 def stage_input(ops: list[model_editor.Operator], first_op: int) -> model_editor.Tensor:

@@ -1,6 +1,8 @@
 """What a patch stage accepts, and how each accepted builtin becomes an inner op.
 
-Used by ``fuse_patch_stage``. Each support rule is a function whose docstring is the message a
+Used by ``fuse_patch_stage``. Global pools (AVERAGE_POOL_2D whose window is the whole map,
+MEAN over height and width) are accepted here and run only at the end of a streamed stage,
+which ``stage_boundary`` checks. Each support rule is a function whose docstring is the message a
 user sees when an operator breaks it (``supported_ops_text`` lists them, for docs); it returns
 None when the operator passes, else a detail naming the offending value. ``translate`` then
 maps an operator onto a ``patch_op.InnerOp`` plus the constant tensors the kernel reads.
@@ -30,7 +32,19 @@ KINDS = {
     BUILTIN.DEPTHWISE_CONV_2D: OpKind.DEPTHWISE,
     BUILTIN.ADD: OpKind.ADD,
     BUILTIN.PAD: OpKind.PAD,
+    BUILTIN.AVERAGE_POOL_2D: OpKind.GLOBAL_AVERAGE_POOL,
+    BUILTIN.MEAN: OpKind.MEAN,
 }
+POOLS = (BUILTIN.AVERAGE_POOL_2D, BUILTIN.MEAN)
+# Operators whose output rows read input rows out of order (backwards, permuted, mirrored).
+_ROW_REORDERING = (
+    BUILTIN.TRANSPOSE,
+    BUILTIN.REVERSE_V2,
+    BUILTIN.REVERSE_SEQUENCE,
+    BUILTIN.MIRROR_PAD,
+    BUILTIN.GATHER,
+    BUILTIN.GATHER_ND,
+)
 _SAME = schema.Padding.SAME
 
 
@@ -52,16 +66,32 @@ def activations(op: Op) -> list[Tensor]:
     return [t for t in op.inputs if t is not None and not is_constant(t)] + list(op.outputs)
 
 
+def rule_rows_in_order(op: Op) -> str | None:
+    """The operator reads its input rows in order, top to bottom (a window sliding down by
+    its stride), as a stage computed in rows or tiles needs: TRANSPOSE, REVERSE_V2,
+    REVERSE_SEQUENCE, MIRROR_PAD, GATHER and slices running backwards reorder them."""
+    if op.custom_code is None and op.opcode in _ROW_REORDERING:
+        return f"it is {op.opcode_name}"
+    if op.opcode == BUILTIN.STRIDED_SLICE and len(op.inputs) > 3 and is_constant(op.inputs[3]):
+        strides = op.inputs[3].array.reshape(-1)
+        if len(strides) > 1 and strides[1] < 0:
+            return f"a STRIDED_SLICE with row stride {int(strides[1])}"
+    return None
+
+
 def rule_kind(op: Op) -> str | None:
-    """The operator is CONV_2D, DEPTHWISE_CONV_2D, ADD or PAD."""
+    """The operator is CONV_2D, DEPTHWISE_CONV_2D, ADD, PAD, or a global pool
+    (AVERAGE_POOL_2D, MEAN)."""
     return None if op.custom_code is None and op.opcode in KINDS else f"it is {op.opcode_name}"
 
 
 def rule_int8_activations(op: Op) -> str | None:
-    """Activations are int8 NHWC tensors with batch 1 and one scale and zero point each."""
+    """Activations are int8 NHWC tensors with batch 1 and one scale and zero point each
+    (MEAN's output may also be [1, channels])."""
     for tensor in activations(op):
         quant = tensor.quantization
-        if tensor.dtype != INT8 or len(tensor.shape) != 4 or tensor.shape[0] != 1:
+        flat = op.opcode == BUILTIN.MEAN and tensor is op.outputs[0] and len(tensor.shape) == 2
+        if tensor.dtype != INT8 or len(tensor.shape) != 4 - 2 * flat or tensor.shape[0] != 1:
             return f"tensor {tensor.name!r} has type {tensor.dtype} and shape {tensor.shape}"
         if quant is None or len(quant.scales) != 1:
             return f"tensor {tensor.name!r} is not quantized per tensor"
@@ -123,7 +153,43 @@ def rule_pad_spatial(op: Op) -> str | None:
     return None
 
 
+def rule_global_pool(op: Op) -> str | None:
+    """A pool covers the whole map: AVERAGE_POOL_2D's window holds every row and column of
+    its input and writes one pixel; MEAN reduces exactly height and width (constant axes 1
+    and 2)."""
+    if op.opcode not in POOLS:
+        return None
+    x, y = op.inputs[0], op.outputs[0]
+    _, in_h, in_w, channels = (int(d) for d in x.shape)
+    if op.opcode == BUILTIN.MEAN:
+        axes = op.inputs[1] if len(op.inputs) > 1 else None
+        if not is_constant(axes) or sorted(int(a) % 4 for a in axes.array.reshape(-1)) != [1, 2]:
+            return "its axes are not the constant [1, 2]"
+        return None
+    options = op._fb.builtinOptions
+    rows = rf.axis_window(
+        _pool_axis(in_h, options.filterHeight, options.strideH, options), rf.Span(0, 1)
+    )
+    cols = rf.axis_window(
+        _pool_axis(in_w, options.filterWidth, options.strideW, options), rf.Span(0, 1)
+    )
+    if tuple(int(d) for d in y.shape) != (1, 1, 1, channels):
+        return f"its output has shape {tuple(int(d) for d in y.shape)}"
+    if (len(rows.span), len(cols.span)) != (in_h, in_w):
+        return (
+            f"its {options.filterHeight}x{options.filterWidth} window misses part of {in_h}x{in_w}"
+        )
+    return None
+
+
+def _pool_axis(size: int, kernel: int, stride: int, options) -> rf.Axis:
+    if options.padding == _SAME:
+        return rf.same_axis(size, kernel, stride)
+    return rf.Axis(kernel, stride, 0, size, max((size - kernel) // stride + 1, 0))
+
+
 RULES: tuple[Callable[[Op], str | None], ...] = (
+    rule_rows_in_order,
     rule_kind,
     rule_single_output,
     rule_int8_activations,
@@ -131,6 +197,7 @@ RULES: tuple[Callable[[Op], str | None], ...] = (
     rule_activation_function,
     rule_add_operands,
     rule_pad_spatial,
+    rule_global_pool,
 )
 
 
@@ -141,13 +208,18 @@ def check_supported(op: Op, index: int) -> None:
         if detail is not None:
             raise TflmExtError(
                 f"operator {index} ({op.opcode_name}) cannot join a patch stage: "
-                f"{rule.__doc__} Here {detail}."
+                f"{rule_text(rule)} Here {detail}."
             )
+
+
+def rule_text(rule: Callable[[Op], str | None]) -> str:
+    """A rule's docstring on one line: the message a user sees."""
+    return " ".join((rule.__doc__ or rule.__name__).split())
 
 
 def supported_ops_text() -> str:
     """The rules as a bullet list, for the docs."""
-    return "\n".join(f"- {rule.__doc__}" for rule in RULES)
+    return "\n".join(f"- {rule_text(rule)}" for rule in RULES)
 
 
 def translate(op: Op, buffers: dict[int, int], weights_input: int) -> Translated:
@@ -157,6 +229,8 @@ def translate(op: Op, buffers: dict[int, int], weights_input: int) -> Translated
         return Translated(_add(op, buffers))
     if kind == OpKind.PAD:
         return Translated(_pad(op, buffers))
+    if kind in (OpKind.GLOBAL_AVERAGE_POOL, OpKind.MEAN):
+        return Translated(_pool(op, kind, buffers))
     return _weighted(op, kind, buffers, weights_input)
 
 
@@ -247,6 +321,25 @@ def _pad(op: Op, buffers: dict[int, int]) -> InnerOp:
     )
 
 
+def _pool(op: Op, kind: OpKind, buffers: dict[int, int]) -> InnerOp:
+    """A global pool: its kernel is the whole input. AVERAGE_POOL_2D ignores scales (TFLM
+    averages the raw values) but clamps to its fused activation; MEAN requantizes by
+    QuantizeMultiplier(input scale / output scale) and clamps to int8 only."""
+    x, y = op.inputs[0], op.outputs[0]
+    _, in_h, in_w, channels = (int(d) for d in x.shape)
+    mean = kind == OpKind.MEAN
+    return InnerOp(
+        kind=kind,
+        input=buffers[id(x)],
+        output_shape=(1, 1, channels),
+        kernel=(in_h, in_w),
+        input_zero_point=_zero_point(x),
+        output_zero_point=_zero_point(y),
+        activation=(quantization.INT8_MIN, quantization.INT8_MAX) if mean else _activation(op),
+        requant=quantization.quantize_multiplier(_scale(x) / _scale(y)) if mean else (0, 0),
+    )
+
+
 def _activation(op: Op) -> tuple[int, int]:
     y = op.outputs[0]
     function = getattr(op._fb.builtinOptions, "fusedActivationFunction", quantization.NONE)
@@ -254,7 +347,8 @@ def _activation(op: Op) -> tuple[int, int]:
 
 
 def _scale(tensor: Tensor) -> float:
-    return float(tensor.quantization.scales[0])
+    """The float32 scale as TFLM reads it, widened to double (TFLM divides in double)."""
+    return float(np.float32(tensor.quantization.scales[0]))
 
 
 def _zero_point(tensor: Tensor) -> int:

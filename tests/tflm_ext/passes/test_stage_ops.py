@@ -55,13 +55,21 @@ def test_a_plain_int8_conv_passes_every_rule() -> None:
 
 
 def test_each_breakage_trips_its_own_rule() -> None:
+    dense = me.Operator(
+        opcode=OPS.FULLY_CONNECTED, inputs=[_activation("x")], outputs=[_activation("y")]
+    )
     mean = me.Operator(opcode=OPS.MEAN, inputs=[_activation("x")], outputs=[_activation("y")])
+    transpose = me.Operator(
+        opcode=OPS.TRANSPOSE, inputs=[_activation("x")], outputs=[_activation("y")]
+    )
     float_relu = me.Operator(
         opcode=OPS.CONV_2D, inputs=[_activation("x", dtype=FLOAT32)], outputs=[_activation("y")]
     )
     batched = _conv()
     batched.inputs[0] = _activation("x", shape=(2, 4, 4, 2))
-    assert _failed_rules(mean) == ["rule_kind"]
+    assert _failed_rules(dense) == ["rule_kind"]
+    assert _failed_rules(mean) == ["rule_global_pool"]  # no constant axes [1, 2]
+    assert _failed_rules(transpose) == ["rule_rows_in_order", "rule_kind"]
     assert "rule_int8_activations" in _failed_rules(float_relu)
     assert _failed_rules(batched) == ["rule_int8_activations"]
     assert _failed_rules(_conv(zero_points=(0, 3))) == ["rule_weights"]
@@ -102,4 +110,7 @@ def test_refusal_names_operator_rule_and_detail() -> None:
 def test_supported_ops_text_lists_every_rule() -> None:
     text = stage_ops.supported_ops_text()
     assert text.count("\n- ") == len(stage_ops.RULES) - 1
-    assert "- The operator is CONV_2D, DEPTHWISE_CONV_2D, ADD or PAD." in text
+    assert (
+        "- The operator is CONV_2D, DEPTHWISE_CONV_2D, ADD, PAD, or a global pool "
+        "(AVERAGE_POOL_2D, MEAN)." in text
+    )

@@ -12,7 +12,9 @@
 //   6. the op name is not registered yet;
 // then confirms the new entry through the real FindOp, and otherwise refuses (returns false,
 // after one line on fd 2, which tflm_ext.interpreter quotes) without leaving a change behind.
-// Only the registerer is exported (-fvisibility=hidden); the library needs nothing but libc.
+// Besides the registerer, the library exports TflmExtSetRowImage: the host's row reader
+// (tflm_ext.row_reader), which feeds a stage reading its input rows from an image in host
+// memory. Nothing else is exported (-fvisibility=hidden); the library needs only libc.
 #include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -245,8 +247,38 @@ bool Register(void* resolver) {
   return true;
 }
 
+// The host's row reader: rows of one int8 NHWC image the caller keeps alive.
+struct RowImage {
+  const int8_t* data;
+  int height, width, channels;
+};
+
+RowImage g_image;
+
+bool ReadImageRow(void* user, int row, int8_t* dst, int width, int channels) {
+  const RowImage& image = *static_cast<const RowImage*>(user);
+  if (image.data == nullptr || row < 0 || row >= image.height || width != image.width ||
+      channels != image.channels) {
+    Log("%s: the host row image (%dx%dx%d) has no row %d of width %d x %d channels",
+        ps::kOpName, image.height, image.width, image.channels, row, width, channels);
+    return false;
+  }
+  const size_t bytes = static_cast<size_t>(width) * channels;
+  memcpy(dst, image.data + static_cast<size_t>(row) * bytes, bytes);
+  return true;
+}
+
 }  // namespace
 
 extern "C" __attribute__((visibility("default"))) bool TflmExtRegisterPatchStage(void* resolver) {
   return Register(resolver);
+}
+
+// Serves every row-reading stage from `data` (height x width x channels int8) until the
+// next call; nullptr unsets the reader.
+extern "C" __attribute__((visibility("default"))) void TflmExtSetRowImage(const int8_t* data,
+                                                                         int height, int width,
+                                                                         int channels) {
+  g_image = {data, height, width, channels};
+  ps::SetRowReader(data == nullptr ? nullptr : ReadImageRow, &g_image);
 }

@@ -8,8 +8,13 @@
 //   op_resolver.AddCustom(tflm_ext::patch_stage::kOpName,
 //                         tflm_ext::Register_TFLM_EXT_PATCH_STAGE());
 //
-// Size the arena with tflm_ext's measurement of the rewritten model: the op requests its tile
-// scratch in Prepare, so TFLM's planner (and the measured head) already account for it.
+// Size the arena with tflm_ext's measurement of the rewritten model: the op requests its
+// scratch (tile windows, or streaming rings) in Prepare, so TFLM's planner (and the measured
+// head) already account for it. A model rewritten to read its image from a row reader (its
+// input tensor is one row) needs the application's rows, e.g. straight from a camera:
+//
+//   bool ReadRow(void* camera, int row, int8_t* dst, int width, int channels);
+//   tflm_ext::patch_stage::SetRowReader(ReadRow, &camera);  // before Invoke()
 #ifndef TFLM_EXT_KERNELS_TFLM_PATCH_STAGE_OP_H_
 #define TFLM_EXT_KERNELS_TFLM_PATCH_STAGE_OP_H_
 

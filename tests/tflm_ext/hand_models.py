@@ -1,0 +1,17 @@
+"""Tiny hand-built .tflite graphs for tests that need a shape Keras does not produce."""
+
+from __future__ import annotations
+
+from tflite_micro.tensorflow.lite.micro.compression import model_editor
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+
+def pool_first_model() -> bytes:
+    """8x8x2 -> MAX_POOL_2D -> 4x4x2: its first operator joins no stage in any mode."""
+    int8 = schema.TensorType.INT8
+    quantization = model_editor.Quantization(scales=0.5, zero_points=0)
+    x = model_editor.Tensor(shape=(1, 8, 8, 2), dtype=int8, quantization=quantization)
+    y = model_editor.Tensor(shape=(1, 4, 4, 2), dtype=int8, quantization=quantization)
+    pool = model_editor.Operator(opcode=schema.BuiltinOperator.MAX_POOL_2D, inputs=[x], outputs=[y])
+    subgraph = model_editor.Subgraph(tensors=[x, y], operators=[pool], inputs=[x], outputs=[y])
+    return bytes(model_editor.Model(subgraphs=[subgraph]).build())
