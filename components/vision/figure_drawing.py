@@ -124,8 +124,12 @@ class _Painter:
             (px, py), w = j["pelvis"], 0.46 * self.g * self.u
             knees_x = sorted((j["knee0"][0], j["knee1"][0]))
             hem = max(j["knee0"][1], j["knee1"][1]) + 0.5 * thigh
-            poly = [(px - w, py - 0.6 * w), (px + w, py - 0.6 * w),
-                    (max(knees_x[1], px) + thigh, hem), (min(knees_x[0], px) - thigh, hem)]
+            poly = [
+                (px - w, py - 0.6 * w),
+                (px + w, py - 0.6 * w),
+                (max(knees_x[1], px) + thigh, hem),
+                (min(knees_x[0], px) - thigh, hem),
+            ]
             self.d.polygon(poly, fill=self.style.bottom)
             return
         knees = sorted((j["knee0"], j["knee1"]))

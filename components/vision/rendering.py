@@ -25,10 +25,16 @@ def render(scene: Scene, size: int) -> Image.Image:
     canvas = size * SUPERSAMPLE
     image = render_background(scene.background, canvas)
     _cast_shadows(image, scene, canvas)
-    rng = np.random.default_rng(scene.effects.seed + 1)
     for item in scene.draw_order():
-        _draw_item(image, item, canvas, rng, scene.effects.light_angle)
+        _draw_item(image, item, canvas, _item_rng(scene, item), scene.effects.light_angle)
     return camera(image.reduce(SUPERSAMPLE), scene.effects)
+
+
+def _item_rng(scene: Scene, item: Person | Prop) -> np.random.Generator:
+    """A texture stream tied to the item (its place), not to the drawing order, so that an
+    object looks the same with or without the people of a paired scene."""
+    place = [int(v * 1e6) % 2**31 for v in item.box]
+    return np.random.default_rng([scene.effects.seed, *place])
 
 
 def _draw_item(image: Image.Image, item: Person | Prop, canvas: int, rng, light: float) -> None:

@@ -1,11 +1,16 @@
 """What one generated person-detection scene contains: the plan that is later drawn.
 
 Called by ``components.vision.scenes`` (``describe``, and rendering each image). A plan is a
-pure function of the spec and the image's (split, label, index), made from four random
-streams (background, objects, people, camera) so that each part is independent of the
-others. Person and non-person scenes are planned by the same code: a non-person scene plans
-its people too, only to place the seats and occluders that they would have had, and then
-leaves them out, so both classes share every distribution except the people themselves.
+pure function of the spec and the image's (split, label, index), made from independent
+random streams (background, objects, people, camera, stand-ins). Person and non-person
+scenes are planned by the same code: a non-person scene plans its people too, only to place
+the seats and occluders they would have had, then leaves them out and may put an object
+where each would have stood, so both classes share every distribution but the people.
+
+With ``spec.paired`` (the default) the streams do not depend on the label: non-person image
+``i`` is person image ``i`` with its people taken away (and stand-ins added). Backgrounds,
+objects and lighting then cannot tell the classes apart even by memorisation, which makes
+a small training set teach "person" rather than "this kind of background".
 """
 
 from __future__ import annotations
@@ -127,23 +132,28 @@ class Scene:
         return [*self.layers, *self.occluders]
 
 
-def scene_streams(seed: int, split: str, label: str, index: int) -> list[np.random.Generator]:
-    """Four independent random streams private to one image."""
-    key = (zlib.crc32(split.encode()), zlib.crc32(label.encode()), index)
-    children = np.random.SeedSequence(seed, spawn_key=key).spawn(4)
+def scene_streams(seed: int, split: str, key: str, index: int) -> list[np.random.Generator]:
+    """Five independent random streams private to one scene (``key``: its label, or one
+    shared name for both labels when the classes are paired)."""
+    ids = (zlib.crc32(split.encode()), zlib.crc32(key.encode()), index)
+    children = np.random.SeedSequence(seed, spawn_key=ids).spawn(5)
     return [np.random.default_rng(c) for c in children]
 
 
 def plan_scene(spec: SceneSpec, split: str, label: str, index: int) -> Scene:
     """The plan of image ``index`` of class ``label`` in ``split``."""
     group = STYLE_GROUPS[SPLIT_GROUPS[split]]
-    bg_rng, prop_rng, people_rng, fx_rng = scene_streams(spec.seed, split, label, index)
+    key = "pair" if spec.paired else label
+    bg_rng, prop_rng, people_rng, fx_rng, stand_in_rng = scene_streams(spec.seed, split, key, index)
     background = backgrounds.plan_background(bg_rng, group.photos, group.textures)
     count = 1
     if people_rng.random() < spec.multi_person_probability:
         count = int(people_rng.integers(2, spec.max_people + 1))
     people = [plan_person(people_rng, spec, group, background.horizon) for _ in range(count)]
-    objects = _plan_objects(prop_rng, spec, group, background.horizon, people, label)
+    objects = _plan_objects(prop_rng, spec, group, background.horizon, people)
+    if label != "person":  # so that "one more object" does not mean "a person"
+        chosen = [p for p in people if stand_in_rng.random() < spec.stand_in_probability]
+        objects += [props.stand_in(stand_in_rng, p.box, group.palettes) for p in chosen]
     occluders = []
     if prop_rng.random() < spec.occlusion_probability:
         main = max(range(count), key=lambda k: people[k].area)
@@ -155,16 +165,11 @@ def plan_scene(spec: SceneSpec, split: str, label: str, index: int) -> Scene:
     return Scene(split, label, index, background, layers, tuple(occluders), fx)
 
 
-def _plan_objects(rng, spec: SceneSpec, group: StyleGroup, horizon: float, people, label):
-    """Hard negatives, the seats of sitting people and, in a non-person scene, stand-ins
-    where the people would have been (so "one more object" does not mean "a person")."""
+def _plan_objects(rng, spec: SceneSpec, group: StyleGroup, horizon: float, people) -> list:
+    """Hard negatives, and seats under the people who sit."""
     count = int(rng.integers(0, spec.max_distractors + 1))
     objects = [props.random_distractor(rng, horizon, group.palettes) for _ in range(count)]
-    objects += [_seat(rng, p, group.palettes) for p in people if p.pose.name == "sitting"]
-    if label != "person":
-        chosen = [p for p in people if rng.random() < spec.stand_in_probability]
-        objects += [props.stand_in(rng, p.box, group.palettes) for p in chosen]
-    return objects
+    return objects + [_seat(rng, p, group.palettes) for p in people if p.pose.name == "sitting"]
 
 
 def _overlap(a: Box, b: Box) -> float:

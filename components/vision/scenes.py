@@ -6,8 +6,10 @@ shows a person) or from procedural rooms, streets, foliage, fields, skies, tiles
 gradients and lights; hard-negative objects (poles, bottles, lamps, trees, coat stands,
 cacti, animals, furniture) in every image; and, in the ``person`` class, one to three
 articulated people in many poses, sizes (about 5 % of the frame to filling it), views,
-clothes, skin tones and hair, sometimes occluded or cut by the frame. A simple camera adds
-lighting, colour cast, blur, sensor noise and JPEG artefacts. The modules:
+clothes, skin tones and hair, sometimes occluded or cut by the frame. Non-person image ``i``
+is, by default, person image ``i`` with its people taken away and objects standing in their
+place, so the classes differ only in the people. A simple camera adds lighting, colour
+cast, blur, sensor noise and JPEG artefacts. The modules:
 ``scene_plan`` (what a scene holds), ``figures``/``figure_drawing`` (people), ``props``,
 ``backgrounds``/``textures`` and ``rendering``.
 
@@ -71,6 +73,8 @@ class SceneSpec:
     max_distractors: int = pydantic.Field(4, ge=0, le=12)  # hard-negative objects per scene
     # Non-person scenes: chance of an object standing where each (left out) person would be.
     stand_in_probability: Fraction = 0.7
+    # Non-person image i is person image i without its people (see scene_plan); else unpaired.
+    paired: bool = True
     max_blur: float = pydantic.Field(1.2, ge=0.3, le=4.0)  # pixels of a 128-pixel image
     max_noise: float = pydantic.Field(8.0, ge=0.0, le=40.0)  # sensor noise, 0-255 scale
     jpeg_quality: tuple[int, int] = (35, 95)
@@ -113,9 +117,7 @@ def image_path(split: str, label: str, index: int) -> str:
     return f"{split}/{label}/{index:05d}.jpg"
 
 
-def run(
-    spec: SceneSpec, out_dir: Path, progress: bool = True, workers: int | None = None
-) -> Path:
+def run(spec: SceneSpec, out_dir: Path, progress: bool = True, workers: int | None = None) -> Path:
     """Generate the image set into ``out_dir`` (or reuse it if it already holds this spec's)
     and return ``out_dir``. ``workers`` processes render (default: CPU count, at most 4);
     it does not change the output."""

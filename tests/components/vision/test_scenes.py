@@ -217,3 +217,16 @@ def test_each_split_uses_only_its_group(split):
                 assert p.style.body in group.bodies
                 assert p.style.palette in group.palettes
                 assert p.style.hair in group.hair
+
+
+def test_paired_non_person_scenes_are_the_person_scenes_without_people():
+    for i in range(4):
+        person, other = (scenes.describe(TINY, "train", label, i) for label in LABELS)
+        assert person.people and not other.people
+        assert other.background == person.background and other.effects == person.effects
+        assert set(person.props) <= set(other.props)  # the same objects, occluders, seats
+        added = set(other.props) - set(person.props)
+        assert all(p.kind in scene_plan.props.STAND_INS for p in added)
+    unpaired = SceneSpec(**{**vars(TINY), "paired": False})
+    person, other = (scenes.describe(unpaired, "train", label, 0) for label in LABELS)
+    assert person.background != other.background
