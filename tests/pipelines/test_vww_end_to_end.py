@@ -72,7 +72,8 @@ def test_generated_run_ends_by_promoting_to_staging(generated):
     assert staged is not None and staged.version == "1"
     assert registry.current("vww-e2e", "nucleo_l4r5zi", "production") is None
     client = MlflowClient(uri)
-    assert client.get_model_version_by_alias("vww-e2e", "nucleo_l4r5zi-staging").version == "1"
+    staged_version = client.get_model_version_by_alias("vww-e2e", "nucleo_l4r5zi-staging")
+    assert str(staged_version.version) == "1"
     (run,) = client.search_runs([client.get_experiment_by_name("vww-e2e").experiment_id])
     assert run.data.tags["release.nucleo_l4r5zi"].startswith("promoted staging (bundle ")
 
