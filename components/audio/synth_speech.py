@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import logging
 import math
@@ -37,6 +36,7 @@ import numpy as np
 import pydantic
 from tqdm import tqdm
 
+from components import generated_set
 from components.artifacts import KEYWORDS, SpeechDataset
 from components.audio import espeak, synth_noise
 from components.audio.speech_commands import LIST_FILES, NOISE_DIR
@@ -211,20 +211,14 @@ def _generate(spec: SynthSpec, key: str, root: Path, progress: bool, workers: in
 
 def spec_hash(spec: SynthSpec) -> str:
     """The cache key: the generator version and every field of the spec."""
-    text = json.dumps(
-        {"generator": GENERATOR_VERSION, "spec": dataclasses.asdict(spec)}, sort_keys=True
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return generated_set.spec_hash(GENERATOR_VERSION, spec)
 
 
 def is_complete(out_dir: Path, key: str) -> bool:
     """Whether ``out_dir`` holds a finished set generated from the spec with this key."""
     out_dir = Path(out_dir)
-    try:
-        info = json.loads((out_dir / INFO_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    if info.get("spec_hash") != key:
+    info = generated_set.finished_info(out_dir, INFO_FILE, key)
+    if info is None:
         return False
     noise_ok = all((out_dir / NOISE_DIR / n).is_file() for n in info.get("noise_files", []))
     counts = {w: sum(c.values()) for w, c in info.get("counts", {}).items()}

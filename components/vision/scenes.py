@@ -24,7 +24,6 @@ pipeline before the image reader.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import logging
@@ -39,6 +38,7 @@ from typing import Annotated
 import pydantic
 from tqdm.auto import tqdm
 
+from components import generated_set
 from components.artifacts import SPLITS
 from components.errors import ComponentError
 from components.spec import component_spec
@@ -140,20 +140,14 @@ def run(spec: SceneSpec, out_dir: Path, progress: bool = True, workers: int | No
 
 def spec_hash(spec: SceneSpec) -> str:
     """The cache key: the generator version and every field of the spec."""
-    text = json.dumps(
-        {"generator": GENERATOR_VERSION, "spec": dataclasses.asdict(spec)}, sort_keys=True
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return generated_set.spec_hash(GENERATOR_VERSION, spec)
 
 
 def is_complete(out_dir: Path, key: str) -> bool:
     """Whether ``out_dir`` holds a finished set generated from the spec with this key."""
     out_dir = Path(out_dir)
-    try:
-        info = json.loads((out_dir / INFO_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    if info.get("spec_hash") != key:
+    info = generated_set.finished_info(out_dir, INFO_FILE, key)
+    if info is None:
         return False
     return all(
         len(list((out_dir / split / label).glob("*.jpg"))) == n
