@@ -235,31 +235,16 @@ def _fine_tune(spec: PruneSpec, model, examples: ExampleSet, progress: bool) -> 
     """A few epochs at a constant small rate on the training split, the best epoch kept."""
     if not spec.fine_tune_epochs:
         return {}
-    import keras
+    from components import example_records, train
 
-    from components import example_records
-    from components.progress import EpochProgress
-
-    train = example_records.dataset(examples, "train", spec.batch_size, shuffle=True,
-                                    seed=spec.seed)  # fmt: skip
+    train_set = example_records.dataset(examples, "train", spec.batch_size, shuffle=True,
+                                        seed=spec.seed)  # fmt: skip
     has_val = bool(examples.counts.get("validation"))
     val = example_records.dataset(examples, "validation", spec.batch_size) if has_val else None
-    model.compile(
-        optimizer=keras.optimizers.Adam(spec.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    callbacks = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss" if has_val else "loss",
-            patience=spec.early_stopping_patience,
-            restore_best_weights=True,
-        ),
-        EpochProgress(spec.fine_tune_epochs, enabled=progress),
-    ]
-    fit = model.fit(train, validation_data=val, epochs=spec.fine_tune_epochs,
-                    callbacks=callbacks, verbose=0, shuffle=False)  # fmt: skip
-    return {k: tuple(float(v) for v in vs) for k, vs in fit.history.items()}
+    return train.fit(
+        model, train_set, val, spec.learning_rate, spec.fine_tune_epochs,
+        spec.early_stopping_patience, progress,
+    )  # fmt: skip
 
 
 def _save(model, trained: TrainedModel, history: dict, out_dir: Path) -> TrainedModel:

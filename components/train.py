@@ -79,7 +79,6 @@ def run(
     import tensorflow as tf
 
     from components import example_records
-    from components.progress import EpochProgress
 
     if not examples.counts.get("train"):
         raise ComponentError(f"no training examples in {examples.directory}")
@@ -94,27 +93,13 @@ def run(
     model = models.build(
         spec.architecture, examples.example_shape, len(examples.labels), spec.model
     )
-    model.compile(
-        optimizer=keras.optimizers.Adam(_schedule(spec, examples.counts["train"])),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    callbacks = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss" if has_val else "loss",
-            patience=spec.early_stopping_patience,
-            restore_best_weights=True,
-        ),
-        EpochProgress(spec.epochs, enabled=progress),
-    ]
-    fit = model.fit(
-        train, validation_data=val, epochs=spec.epochs, callbacks=callbacks, verbose=0,
-        shuffle=False,  # tf.data shuffles
+    history = fit(
+        model, train, val, _schedule(spec, examples.counts["train"]), spec.epochs,
+        spec.early_stopping_patience, progress,
     )  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "model.keras"
     model.save(path)
-    history = {k: tuple(float(v) for v in vs) for k, vs in fit.history.items()}
     log.info(
         "trained %s %d epochs, %d parameters -> %s",
         spec.architecture, len(history["loss"]), model.count_params(), path,
@@ -126,6 +111,34 @@ def run(
         history=history,
         params=int(model.count_params()),
     )
+
+
+def fit(model, train, val, learning_rate, epochs: int, patience: int, progress: bool = True):
+    """Compile ``model`` with Adam at ``learning_rate`` (a rate or a schedule), fit it on the
+    ``train`` dataset (validating on ``val`` when given), stop early keeping the best epoch,
+    and return the per-epoch history. Pruning's fine-tuning runs through here too."""
+    import keras
+
+    from components.progress import EpochProgress
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss" if val is not None else "loss",
+            patience=patience,
+            restore_best_weights=True,
+        ),
+        EpochProgress(epochs, enabled=progress),
+    ]
+    done = model.fit(
+        train, validation_data=val, epochs=epochs, callbacks=callbacks, verbose=0,
+        shuffle=False,  # tf.data shuffles
+    )  # fmt: skip
+    return {k: tuple(float(v) for v in vs) for k, vs in done.history.items()}
 
 
 def _schedule(spec: TrainSpec, train_examples: int):
