@@ -14,8 +14,6 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,36 +29,22 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.WARNING)
 
+    sys.path.insert(0, str(REPO))
+    from benchmarks.chain_report import measurement_rows, print_table, run_timed, stage_rows
     from pipelines import config, kws
 
-    cfg = config.load(args.config, args.overrides)
-    with tempfile.TemporaryDirectory() as store:
-        start = time.perf_counter()
-        result = kws.run(cfg, tracking_uri=f"sqlite:///{store}/mlflow.db")
-        total = time.perf_counter() - start
-    rows = [(f"stage {name}", f"{seconds:.1f} s") for name, seconds in result.timings.items()]
-    rows.append(("whole run", f"{total:.1f} s"))
+    result, total = run_timed(kws, config.load(args.config, args.overrides))
     ev = result.evaluation
-    rows += [
+    rows = stage_rows(result, total) + [
         ("int8 accuracy (held-out voices)", f"{ev.int8_accuracy:.4f} on {ev.test_examples} clips"),
         ("float accuracy", f"{ev.float_accuracy:.4f}"),
-        (
-            "arena total / head / tail",
-            f"{ev.arena_total:,} / {ev.arena_head:,} / {ev.arena_tail:,} B",
-        ),
-        ("flash (model size)", f"{ev.flash_bytes:,} B"),
-        ("MACs", f"{ev.macs:,}"),
-        ("host latency (median)", f"{ev.host_latency_ms:.3f} ms"),
     ]
-    rows += [
-        (f"estimated latency {d}", f"{ms:.1f} ms") for d, ms in ev.estimated_latency_ms.items()
-    ]
-    rows += [(f"gate {g.device}", "pass" if g.passed else "FAIL") for g in result.gates]
+    rows += measurement_rows(result)
     if args.real_clips.is_dir():
         rows.append(_real_speaker_accuracy(result.quantized, args.real_clips))
     else:
         rows.append(("real Speech Commands keywords", f"skipped: {args.real_clips} not found"))
-    _print_table(rows)
+    print_table(rows)
     return 0
 
 
@@ -79,14 +63,6 @@ def _real_speaker_accuracy(quantized, root: Path) -> tuple[str, str]:
     scores = tflm_ext.run_isolated(tflm_ext.run_batch, quantized.read_bytes(), x).scores
     accuracy = float(np.mean(scores.argmax(axis=1) == truth))
     return ("int8 accuracy, real speakers' keywords", f"{accuracy:.4f} on {len(truth)} clips")
-
-
-def _print_table(rows: list[tuple[str, str]]) -> None:
-    width = max(len(name) for name, _ in rows)
-    print(f"| {'figure':<{width}} | value |")
-    print(f"| {'-' * width} | --- |")
-    for name, value in rows:
-        print(f"| {name:<{width}} | {value} |")
 
 
 if __name__ == "__main__":

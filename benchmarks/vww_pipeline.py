@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,49 +36,35 @@ def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.WARNING)
 
+    sys.path.insert(0, str(REPO))
+    from benchmarks.chain_report import measurement_rows, print_table, run_timed, stage_rows
     from pipelines import config, vww
 
-    cfg = config.load(args.config, args.overrides)
-    with tempfile.TemporaryDirectory() as store:
-        start = time.perf_counter()
-        result = vww.run(cfg, tracking_uri=f"sqlite:///{store}/mlflow.db")
-        total = time.perf_counter() - start
-    rows = [(f"stage {name}", f"{seconds:.1f} s") for name, seconds in result.timings.items()]
-    rows.append(("whole run", f"{total:.1f} s"))
-    rows += _model_rows(result)
+    result, total = run_timed(vww, config.load(args.config, args.overrides))
+    rows = stage_rows(result, total) + _accuracy_rows(result) + measurement_rows(result)
     if args.real_photos.is_dir():
         rows.append(_evaluate("int8 accuracy, real COCO photos", result.quantized.path, args))
         if REFERENCE.is_file():
             rows.append(_evaluate("MLPerf Tiny reference VWW, real photos", REFERENCE, args))
     else:
         rows.append(("real COCO photos", f"skipped: {args.real_photos} not found"))
-    _print_table(rows)
+    print_table(rows)
     return 0
 
 
-def _model_rows(result) -> list[tuple[str, str]]:
+def _accuracy_rows(result) -> list[tuple[str, str]]:
     ev, patched = result.evaluation, result.patch
-    rows = [
+    before_after = (
+        f"{patched.arena_before:,} -> {patched.arena_after:,} B"
+        if patched.arena_before
+        else f"not patched: {patched.reason}"
+    )
+    return [
         ("int8 accuracy (held-out scenes)", f"{ev.int8_accuracy:.4f} on {ev.test_examples}"),
         ("float accuracy, same scenes", f"{ev.float_accuracy:.4f}"),
-        (
-            "arena total / head / tail",
-            f"{ev.arena_total:,} / {ev.arena_head:,} / {ev.arena_tail:,} B",
-        ),  # fmt: skip
-        (
-            "arena before -> after patching",
-            f"{patched.arena_before:,} -> {patched.arena_after:,} B"
-            if patched.arena_before
-            else f"not patched: {patched.reason}",
-        ),  # fmt: skip
+        ("arena before -> after patching", before_after),
         ("patch", patched.reason),
-        ("flash (model size)", f"{ev.flash_bytes:,} B"),
-        ("MACs", f"{ev.macs:,}"),
-        ("host latency (median)", f"{ev.host_latency_ms:.3f} ms"),
     ]
-    estimates = ev.estimated_latency_ms.items()
-    rows += [(f"estimated latency {d}", f"{ms:.1f} ms") for d, ms in estimates]
-    return rows + [(f"gate {g.device}", "pass" if g.passed else "FAIL") for g in result.gates]
 
 
 def _evaluate(name: str, model: Path, args) -> tuple[str, str]:
@@ -91,14 +76,6 @@ def _evaluate(name: str, model: Path, args) -> tuple[str, str]:
         subprocess.run(command, cwd=REPO, check=True, capture_output=True)
         figures = json.loads(report.read_text())
     return name, f"{figures['accuracy']:.4f} on {figures['examples']} photos"
-
-
-def _print_table(rows: list[tuple[str, str]]) -> None:
-    width = max(len(name) for name, _ in rows)
-    print(f"| {'figure':<{width}} | value |")
-    print(f"| {'-' * width} | --- |")
-    for name, value in rows:
-        print(f"| {name:<{width}} | {value} |")
 
 
 if __name__ == "__main__":
