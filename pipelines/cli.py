@@ -241,6 +241,7 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def _run(args: argparse.Namespace, extra: list[str]) -> int:
+    import dataclasses
     import importlib
 
     from pipelines import config
@@ -248,7 +249,8 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     cfg = config.load(args.config, args.overrides)
     module, data_section = PIPELINES[cfg.pipeline]
     if args.runner:
-        cfg = config.load(args.config, [*args.overrides, f"{data_section}.runner={args.runner}"])
+        section = dataclasses.replace(getattr(cfg, data_section), runner=args.runner)
+        cfg = cfg.model_copy(update={data_section: section})
     result = importlib.import_module(module).run(
         cfg, tracking_uri=args.tracking_uri, pipeline_args=extra, progress=not args.no_progress
     )

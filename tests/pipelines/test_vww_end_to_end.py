@@ -151,3 +151,9 @@ def test_pruned_run_is_smaller_and_logs_the_prune_figures(tmp_path):
         assert m[f"prune.{figure}_after"] < m[f"prune.{figure}_before"], figure
     assert m["macs"] == m["prune.macs_after"]  # the chain went on with the pruned model
     assert "accuracy" in " ".join(k for k in m if k.startswith("prune.accuracy"))
+
+
+def test_runner_flag_picks_the_runner_of_the_data_stage(tmp_path, capsys):
+    status, _ = _run(tmp_path, None, "--runner", "NoSuchRunner")
+    assert status == cli.EXIT_ERROR
+    assert "image preprocessing failed on runner NoSuchRunner" in capsys.readouterr().err
