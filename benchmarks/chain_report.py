@@ -24,8 +24,10 @@ def measurement_rows(result) -> list[tuple[str, str]]:
     """Arena, flash, MACs, latency (host and estimated per device) and the gate verdicts."""
     ev = result.evaluation
     rows = [
-        ("arena total / head / tail", f"{ev.arena_total:,} / {ev.arena_head:,} / "
-                                      f"{ev.arena_tail:,} B"),  # fmt: skip
+        (
+            "arena total / head / tail",
+            f"{ev.arena_total:,} / {ev.arena_head:,} / {ev.arena_tail:,} B",
+        ),  # fmt: skip
         ("flash (model size)", f"{ev.flash_bytes:,} B"),
         ("MACs", f"{ev.macs:,}"),
         ("host latency (median)", f"{ev.host_latency_ms:.3f} ms"),

@@ -91,9 +91,12 @@ class Preprocessing:
 
     def describe(self) -> dict[str, object]:
         """A JSON-ready record of every field that is set."""
-        fields_set = {"kind": self.kind, "frontend": self.frontend,
-                      "image_size": list(self.image_size) if self.image_size else None,
-                      "channels": self.channels}
+        fields_set = {
+            "kind": self.kind,
+            "frontend": self.frontend,
+            "image_size": list(self.image_size) if self.image_size else None,
+            "channels": self.channels,
+        }
         return {k: v for k, v in fields_set.items() if v is not None}
 
     @classmethod

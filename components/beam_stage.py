@@ -40,13 +40,21 @@ def run_pipeline(
     import apache_beam as beam
 
     options = pipeline_options(runner, pipeline_args)
+    result = None
     try:
-        with beam.Pipeline(options=options) as pipeline:
-            build(pipeline)
+        pipeline = beam.Pipeline(options=options)
+        build(pipeline)
+        result = pipeline.run()
+        result.wait_until_finish()
     except ComponentError:
         raise
     except Exception as e:  # a runner failure of any kind
         raise ComponentError(f"{what} failed on runner {runner}: {e}") from e
+    finally:
+        # Beam's DaskRunner leaves its dask.distributed client open (threads that keep
+        # reconnecting once the scheduler goes away): close it with the pipeline.
+        if (client := getattr(result, "client", None)) is not None:
+            client.close()
 
 
 def pipeline_options(runner: str, pipeline_args: Sequence[str]):
@@ -57,7 +65,11 @@ def pipeline_options(runner: str, pipeline_args: Sequence[str]):
         raise ComponentError(
             f"pipeline_args {list(pipeline_args)} set --runner; set the spec's runner instead"
         )
-    return PipelineOptions([f"--runner={runner}", *pipeline_args])
+    return PipelineOptions([f"--runner={RUNNER_PATHS.get(runner, runner)}", *pipeline_args])
+
+
+# Runners Beam does not know by their short name (its DaskRunner is registered only by path).
+RUNNER_PATHS = {"DaskRunner": "apache_beam.runners.dask.dask_runner.DaskRunner"}
 
 
 def write_splits(examples, num_shards: int, out_dir: Path) -> None:

@@ -4,6 +4,11 @@ Called by the model chain after ``quantize``. Verification runs the original and
 patched model on real test-split features (quantized as the firmware would feed them) and
 requires identical outputs. A model with nothing patchable, or whose measured arena would
 not shrink, is not an error here: the result says why and the pipeline keeps the original.
+
+With ``row_reader`` the first stage may read the input rows from the application's
+callback (``tflm_ext.row_reader``): the image leaves the arena and the model's input tensor
+becomes one row. Verification, evaluation and the ``tflm`` flavor still feed whole
+examples (the host's reader serves them); the firmware must register the callback.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
+import pydantic
 from pydantic import Field
 
 from components.artifacts import ExampleSet, QuantizedModel
@@ -25,7 +31,8 @@ log = logging.getLogger(__name__)
 
 @component_spec
 class PatchSpec:
-    """Planner budget, rewrite mode and how many test examples verify the rewrite."""
+    """Planner budget, rewrite mode, whether the input may come from the row reader, and
+    how many test examples verify the rewrite."""
 
     enabled: bool = True
     mode: Literal["custom", "stream", "builtin"] = "custom"
@@ -33,6 +40,14 @@ class PatchSpec:
     grids: tuple[Annotated[int, Field(gt=1)], ...] = (2, 3, 4, 5, 6, 8, 12, 16)
     max_stages: Annotated[int, Field(gt=0)] = 3
     verify_examples: Annotated[int, Field(gt=0)] = 16
+    row_reader: bool = False
+
+    @pydantic.model_validator(mode="after")
+    def _reader_needs_the_custom_op(self) -> PatchSpec:
+        """The row reader is a mode of the custom op, which builtin mode does not use."""
+        if self.row_reader and self.mode == "builtin":
+            raise ValueError("row_reader: true needs mode custom or stream, not builtin")
+        return self
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,7 @@ class PatchResult:
     patched: QuantizedModel | None
     reason: str
     stages: tuple[tuple[int, int, tuple[int, int], str], ...] = ()  # first, last, grid, execution
+    row_reader: bool = False  # the kept model's input comes row by row from the application
     arena_before: int = 0
     arena_after: int = 0
     extra_macs: int = 0
@@ -75,7 +91,9 @@ def run(
     model_bytes = quantized.read_bytes()
     x, _ = example_records.load_split(examples, "test", limit=spec.verify_examples)
     examples = quantize(x, input_details(model_bytes))
-    planner = tflm_ext.PlannerSpec(spec.max_extra_mac_fraction, spec.grids, spec.max_stages)
+    planner = tflm_ext.PlannerSpec(
+        spec.max_extra_mac_fraction, spec.grids, spec.max_stages, row_reader=spec.row_reader
+    )
     try:
         outcome = patch_model(model_bytes, planner, mode=spec.mode, inputs=examples)
     except NothingPatchableError as e:
@@ -104,10 +122,15 @@ def _result(outcome, quantized: QuantizedModel, out_dir: Path) -> PatchResult:
     path = out_dir / f"model_int8_patched_{outcome.mode}.tflite"
     path.write_bytes(outcome.model_bytes)
     files.append(_write_memory_plot(outcome.model_bytes, out_dir / "memory_patched.png"))
-    reason = f"{len(stages)} stage(s) patched ({outcome.mode} mode), verified bit-exact"
+    reader = any(s.row_reader for s in outcome.plan.stages)
+    reason = f"{len(stages)} stage(s) patched ({outcome.mode} mode), verified bit-exact" + (
+        "; the input is read row by row from the application's row reader, not held in the arena"
+        if reader
+        else ""
+    )
     log.info("%s: arena %d -> %d B", reason, figures["arena_before"], figures["arena_after"])
     patched = dataclasses.replace(quantized, path=path)
-    return PatchResult(patched, reason, stages, report_files=tuple(files), **figures)
+    return PatchResult(patched, reason, stages, reader, report_files=tuple(files), **figures)
 
 
 def _write_plan(outcome, path: Path) -> Path:

@@ -38,8 +38,10 @@ def example_shape(preprocessing: Preprocessing) -> tuple[int, ...]:
         return (*feature_shape(str(preprocessing.frontend)), 1)
     if preprocessing.kind == "image":
         if not preprocessing.image_size or preprocessing.channels not in (1, 3):
-            raise ComponentError(f"image preprocessing needs image_size and 1 or 3 channels: "
-                                 f"{preprocessing.describe()}")
+            raise ComponentError(
+                f"image preprocessing needs image_size and 1 or 3 channels: "
+                f"{preprocessing.describe()}"
+            )
         return (*preprocessing.image_size, int(preprocessing.channels))
     raise ComponentError(f"unknown preprocessing kind {preprocessing.kind!r} (audio or image)")
 

@@ -7,14 +7,18 @@ seeded, op determinism on), stops early on the validation loss and keeps the bes
 Two learning-rate schedules: cosine decay (the KWS default) and MLPerf Tiny's stepped
 schedule (the VWW recipe: the rate halves at each of ``step_epochs``). Image augmentation
 (rotation, shifts, zoom, horizontal flip, as MLPerf Tiny's VWW training) runs on training
-batches only and never becomes part of the saved model. Returns the per-epoch history so
+batches only and never becomes part of the saved model; so does SpecAugment-style masking
+of audio features (``spec_augment``: random bands of time frames and of coefficients set to
+the example's mean). Returns the per-epoch history so
 the tracking component can log training curves.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -43,6 +47,20 @@ class AugmentSpec:
 
 
 @component_spec
+class SpecAugmentSpec:
+    """SpecAugment-style masks per training example (Park et al. 2019), on feature maps of
+    (time frames, coefficients, 1): ``time_masks`` bands of up to ``max_time_frames`` frames
+    and ``frequency_masks`` bands of up to ``max_frequency_bins`` coefficients, each set to
+    the example's mean. It teaches the model not to lean on one instant or one band, which a
+    real room's noise or a microphone's response can take away."""
+
+    time_masks: Annotated[int, Field(ge=0, le=10)] = 2
+    max_time_frames: Annotated[int, Field(ge=1)] = 6
+    frequency_masks: Annotated[int, Field(ge=0, le=10)] = 1
+    max_frequency_bins: Annotated[int, Field(ge=1)] = 2
+
+
+@component_spec
 class TrainSpec:
     """Architecture (with its own ``model`` options), optimiser, schedule, augmentation."""
 
@@ -53,7 +71,8 @@ class TrainSpec:
     learning_rate: Annotated[float, Field(gt=0)] = 0.005  # peak (cosine) or initial (step)
     schedule: Literal["cosine", "step"] = "cosine"
     step_epochs: tuple[PositiveInt, ...] = ()  # step schedule: halve the rate at these epochs
-    augment: AugmentSpec | None = None
+    augment: AugmentSpec | None = None  # image transforms
+    spec_augment: SpecAugmentSpec | None = None  # masks on audio features
     early_stopping_patience: PositiveInt = 10
     seed: int = 0
 
@@ -72,9 +91,15 @@ class TrainSpec:
 
 
 def run(
-    spec: TrainSpec, examples: ExampleSet, out_dir: Path, progress: bool = True
+    spec: TrainSpec,
+    examples: ExampleSet,
+    out_dir: Path,
+    progress: bool = True,
+    resume_dir: Path | None = None,
 ) -> TrainedModel:
-    """Train on the ``train`` split, validate on ``validation``, save ``model.keras``."""
+    """Train on the ``train`` split, validate on ``validation``, save ``model.keras``;
+    with ``resume_dir``, a killed training of the same inputs resumes after its last
+    finished epoch (see :func:`fit`)."""
     import keras
     import tensorflow as tf
 
@@ -86,7 +111,7 @@ def run(
     tf.config.experimental.enable_op_determinism()
     train = example_records.dataset(
         examples, "train", spec.batch_size, shuffle=True, seed=spec.seed,
-        augment=_augmenter(spec.augment, spec.seed),
+        augment=_batch_augmenter(spec, examples.example_shape),
     )  # fmt: skip
     has_val = bool(examples.counts.get("validation"))
     val = example_records.dataset(examples, "validation", spec.batch_size) if has_val else None
@@ -95,7 +120,7 @@ def run(
     )
     history = fit(
         model, train, val, _schedule(spec, examples.counts["train"]), spec.epochs,
-        spec.early_stopping_patience, progress,
+        spec.early_stopping_patience, progress, resume_dir,
     )  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "model.keras"
@@ -113,10 +138,18 @@ def run(
     )
 
 
-def fit(model, train, val, learning_rate, epochs: int, patience: int, progress: bool = True):
+def fit(
+    model, train, val, learning_rate, epochs: int, patience: int, progress: bool = True,
+    resume_dir: Path | None = None,
+):  # fmt: skip
     """Compile ``model`` with Adam at ``learning_rate`` (a rate or a schedule), fit it on the
     ``train`` dataset (validating on ``val`` when given), stop early keeping the best epoch,
-    and return the per-epoch history. Pruning's fine-tuning runs through here too."""
+    and return the per-epoch history. Pruning's fine-tuning runs through here too.
+
+    With ``resume_dir`` the weights, optimizer state and history are backed up there after
+    every epoch (``keras.callbacks.BackupAndRestore``) and restored when it holds a backup,
+    so a killed run goes on from its last finished epoch; the caller keys the folder by
+    everything training depends on. The early-stopping count restarts on resuming."""
     import keras
 
     from components.progress import EpochProgress
@@ -134,11 +167,45 @@ def fit(model, train, val, learning_rate, epochs: int, patience: int, progress: 
         ),
         EpochProgress(epochs, enabled=progress),
     ]
+    kept = _whole_history(resume_dir / "history.json") if resume_dir is not None else None
+    if kept is not None:  # before the backup: a kill between the two leaves history ahead
+        callbacks += [kept, keras.callbacks.BackupAndRestore(str(resume_dir))]
     done = model.fit(
         train, validation_data=val, epochs=epochs, callbacks=callbacks, verbose=0,
         shuffle=False,  # tf.data shuffles
     )  # fmt: skip
-    return {k: tuple(float(v) for v in vs) for k, vs in done.history.items()}
+    history = kept.history if kept is not None else done.history
+    return {k: tuple(float(v) for v in vs) for k, vs in history.items()}
+
+
+def _whole_history(path: Path):
+    """A callback keeping the per-epoch history in ``path`` across a resumed training:
+    Keras' own history starts again at the epoch training resumes from."""
+    import keras
+
+    class WholeHistory(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None) -> None:
+            try:
+                self.history: dict[str, list[float]] = json.loads(path.read_text())
+            except (OSError, ValueError):
+                self.history = {}
+            self.resuming = True
+
+        def on_epoch_begin(self, epoch: int, logs=None) -> None:
+            if self.resuming and epoch:
+                log.info("resuming training at epoch %d from %s", epoch + 1, path.parent)
+            self.resuming = False
+            self.history = {k: v[:epoch] for k, v in self.history.items()}
+
+        def on_epoch_end(self, epoch: int, logs=None) -> None:
+            for name, value in (logs or {}).items():
+                self.history.setdefault(name, []).append(float(value))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".partial")
+            partial.write_text(json.dumps(self.history))
+            os.replace(partial, path)
+
+    return WholeHistory()
 
 
 def _schedule(spec: TrainSpec, train_examples: int):
@@ -155,6 +222,65 @@ def _schedule(spec: TrainSpec, train_examples: int):
     boundaries = [e * steps_per_epoch for e in sorted(spec.step_epochs)]
     values = [spec.learning_rate / 2**i for i in range(len(boundaries) + 1)]
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def _batch_augmenter(spec: TrainSpec, example_shape: tuple[int, ...]):
+    """The function of a training batch that applies ``augment`` then ``spec_augment``
+    (whichever are set), or None."""
+    image = _augmenter(spec.augment, spec.seed)
+    masks = _masker(spec.spec_augment, example_shape, spec.seed)
+    if image is None or masks is None:
+        return image or masks
+    return lambda batch: masks(image(batch))
+
+
+def _masker(spec: SpecAugmentSpec | None, example_shape: tuple[int, ...], seed: int):
+    """SpecAugment on a (batch, frames, coefficients, 1) batch, or None when not set."""
+    if spec is None:
+        return None
+    _check_masks_fit(spec, example_shape)
+    import tensorflow as tf
+
+    generator = tf.random.Generator.from_seed(seed + 17)
+
+    def band(batch, axis: int, max_width: int):
+        """A per-example mask of one band of up to ``max_width`` along ``axis`` (1 or 2)."""
+        size, n = tf.shape(batch)[axis], tf.shape(batch)[0]
+        width = generator.uniform([n, 1], 0, max_width + 1, dtype=tf.int32)
+        start = tf.cast(generator.uniform([n, 1]) * tf.cast(size - width + 1, tf.float32), tf.int32)
+        positions = tf.range(size)[tf.newaxis, :]
+        inside = (positions >= start) & (positions < start + width)  # (batch, size)
+        return (
+            inside[:, :, tf.newaxis, tf.newaxis]
+            if axis == 1
+            else inside[:, tf.newaxis, :, tf.newaxis]
+        )
+
+    def mask(batch):
+        mean = tf.reduce_mean(batch, axis=[1, 2, 3], keepdims=True)
+        hidden = tf.zeros_like(batch, dtype=tf.bool)
+        for _ in range(spec.time_masks):
+            hidden |= band(batch, 1, spec.max_time_frames)
+        for _ in range(spec.frequency_masks):
+            hidden |= band(batch, 2, spec.max_frequency_bins)
+        return tf.where(hidden, mean, batch)
+
+    return mask
+
+
+def _check_masks_fit(spec: SpecAugmentSpec, example_shape: tuple[int, ...]) -> None:
+    if len(example_shape) != 3:
+        raise ComponentError(
+            f"train.spec_augment needs (frames, coefficients, channels) examples, "
+            f"got shape {example_shape}"
+        )
+    frames, bins = example_shape[0], example_shape[1]
+    if spec.max_time_frames >= frames or spec.max_frequency_bins >= bins:
+        raise ComponentError(
+            f"train.spec_augment: max_time_frames={spec.max_time_frames} and "
+            f"max_frequency_bins={spec.max_frequency_bins} must stay below the examples' "
+            f"{frames} frames and {bins} coefficients"
+        )
 
 
 def _augmenter(spec: AugmentSpec | None, seed: int):

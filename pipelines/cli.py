@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pipelines import release_cli
+from pipelines import release_cli, search_cli
 
 EXIT_ERROR = 1
 EXIT_GATE_FAILED = 3
@@ -48,6 +48,15 @@ def _parser() -> argparse.ArgumentParser:
         "config's features.runner, DirectRunner)",
     )
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument(
+        "--force",
+        nargs="?",
+        const="all",
+        metavar="STAGE",
+        help="recompute cached stages instead of reusing them: all of them, or STAGE and "
+        "every stage after it (data, features or images, train, prune, quantize, patch, "
+        "evaluate)",
+    )
 
     check = sub.add_parser(
         "validate",
@@ -59,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_evaluate_parser(sub)
     _add_profile_parser(sub)
     _add_patch_parser(sub)
+    _add_upload_parser(sub)
     release_cli.add_parsers(sub)
+    search_cli.add_parser(sub)
     export = sub.add_parser(
         "export",
         help="write a firmware folder for a .tflite",
@@ -156,6 +167,13 @@ def _add_patch_parser(sub) -> None:
     )
     patch.add_argument("--max-stages", type=int, default=3, help="disjoint stages (default 3)")
     patch.add_argument(
+        "--row-reader",
+        action="store_true",
+        help="let the first stage read the image row by row from the application's callback "
+        "(SetRowReader, see the export's README): the image never sits in the arena and the "
+        "model input becomes one row (custom and stream modes)",
+    )
+    patch.add_argument(
         "--grids",
         type=_grid_list,
         default=None,
@@ -200,7 +218,7 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "run":
+    if extra and args.command not in _BEAM_COMMANDS:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _configure_logging(args.verbose)
     try:
@@ -215,11 +233,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.debug("failed", exc_info=True)
         print(f"tflm-pipelines: error: {e}", file=sys.stderr)
         return EXIT_ERROR
-
-
-# Each pipeline's module (with its ``run``) and the config section whose ``runner`` the
-# --runner flag sets.
-PIPELINES = {"kws": ("pipelines.kws", "features"), "vww": ("pipelines.vww", "images")}
 
 
 # The project's own loggers; everything else is third-party noise shown only with --verbose.
@@ -247,12 +260,16 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     from pipelines import config
 
     cfg = config.load(args.config, args.overrides)
-    module, data_section = PIPELINES[cfg.pipeline]
+    module, data_section = config.PIPELINES[cfg.pipeline]
     if args.runner:
         section = dataclasses.replace(getattr(cfg, data_section), runner=args.runner)
         cfg = cfg.model_copy(update={data_section: section})
     result = importlib.import_module(module).run(
-        cfg, tracking_uri=args.tracking_uri, pipeline_args=extra, progress=not args.no_progress
+        cfg,
+        tracking_uri=args.tracking_uri,
+        pipeline_args=extra,
+        progress=not args.no_progress,
+        force=args.force,
     )
     _print_summary(result)
     if not result.passed:
@@ -335,8 +352,13 @@ def _evaluation_table(result) -> str:
         *((f"estimated latency {d}", f"{ms:.1f} ms") for d, ms in ev.estimated_latency_ms.items()),
     ]  # fmt: skip
     lines = ["| figure | value |", "| --- | --- |", *(f"| {k} | {v} |" for k, v in rows)]
-    lines += ["", "confusion (rows: true, columns: predicted)", "",
-              "| | " + " | ".join(ev.labels) + " |", "|---" * (len(ev.labels) + 1) + "|"]
+    lines += [
+        "",
+        "confusion (rows: true, columns: predicted)",
+        "",
+        "| | " + " | ".join(ev.labels) + " |",
+        "|---" * (len(ev.labels) + 1) + "|",
+    ]
     lines += [f"| {label} | " + " | ".join(map(str, row)) + " |"
               for label, row in zip(ev.labels, ev.confusion, strict=True)]  # fmt: skip
     return "\n".join(lines)
@@ -375,6 +397,7 @@ def _patch(args: argparse.Namespace, extra: list[str]) -> int:
         max_extra_mac_fraction=args.max_extra_macs,
         grids=args.grids or tflm_ext.PlannerSpec().grids,
         max_stages=args.max_stages,
+        row_reader=args.row_reader,
     )
     outcome = patch_model(model.read_bytes(), spec, mode=args.mode, inputs=args.verify_inputs)
     print(plan_table(outcome.plan))
@@ -389,6 +412,8 @@ def _patch(args: argparse.Namespace, extra: list[str]) -> int:
         f"(head {before.head:,}) -> {after.total:,} B (head {after.head:,}); "
         f"wrote {output}"
     )
+    if any(stage.row_reader for stage in outcome.plan.stages):
+        print("its input is one row: the application supplies the image rows (SetRowReader)")
     if device:
         fits = after.bisected_min <= device.sram_budget_bytes
         print(
@@ -414,6 +439,27 @@ def _export(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _add_upload_parser(sub) -> None:
+    upload = sub.add_parser(
+        "upload",
+        help="copy a run kept on disk to a tracking server",
+        description="Upload a run that was kept on disk because the tracking server failed "
+        "(its error names the folder): params, metrics, artifacts, the logged model, its "
+        "registered version and aliases. Safe to repeat: an interrupted upload is completed.",
+    )
+    upload.add_argument("folder", help="the run's folder, e.g. WORK_DIR/tracking/<run>")
+    upload.add_argument("--tracking-uri", required=True, help="e.g. http://127.0.0.1:5000")
+
+
+def _upload(args: argparse.Namespace, extra: list[str]) -> int:
+    from components.tracking import track
+
+    result = track.upload(args.folder, args.tracking_uri)
+    print(
+        f"uploaded to {args.tracking_uri}: MLflow run {result.run_id}, model "
+        f"{result.model_uri} (version {result.model_version})"
+    )
+    return 0
 
 
 def _require_file(path) -> None:
@@ -430,9 +476,13 @@ _COMMANDS = {
     "profile": _profile,
     "patch": _patch,
     "export": _export,
+    "upload": _upload,
     "rules": _rules,
+    "search": search_cli.search,
     **release_cli.COMMANDS,
 }
+# Commands that pass unrecognised --options through to Apache Beam.
+_BEAM_COMMANDS = ("run", "search")
 
 if __name__ == "__main__":
     sys.exit(main())

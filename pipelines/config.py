@@ -21,6 +21,7 @@ import pydantic
 import yaml
 
 from components.audio.extract_features import FeatureSpec
+from components.audio.mix_sources import SourceSpec
 from components.audio.speech_commands import ReaderSpec
 from components.audio.synth_speech import SynthSpec
 from components.device import DeviceSpec
@@ -30,6 +31,7 @@ from components.patch import PatchSpec
 from components.prune import PruneSpec
 from components.quantize import QuantizeSpec
 from components.release.stage import ReleaseSpec
+from components.search.space import SearchSpec
 from components.tracking.track import TrackSpec
 from components.train import TrainSpec
 from components.vision.coco import CocoSpec
@@ -43,16 +45,21 @@ _DEVICE = pydantic.TypeAdapter(DeviceSpec)
 
 
 class DataConfig(pydantic.BaseModel):
-    """Where clips come from: generated with eSpeak NG, or a Speech Commands folder."""
+    """Where clips come from: generated with eSpeak NG, a Speech Commands folder, or a
+    ``mix`` of those with a weight per source (``components.audio.mix_sources``)."""
 
     model_config = _STRICT
-    source: Literal["synth", "speech_commands"] = "synth"
+    source: Literal["synth", "speech_commands", "mix"] = "synth"
     path: Path | None = None
     synth: SynthSpec = SynthSpec()
     reader: ReaderSpec = ReaderSpec()
+    mix: tuple[SourceSpec, ...] = ()
 
     @pydantic.model_validator(mode="after")
     def _path_exists(self) -> DataConfig:
+        if (self.source == "mix") != bool(self.mix):
+            raise ValueError("'mix' lists the sources of source 'mix', and only of it "
+                             f"(source {self.source!r}, {len(self.mix)} mix entries)")  # fmt: skip
         if self.source == "speech_commands":
             if self.path is None:
                 raise ValueError("source 'speech_commands' needs 'path' (a folder)")
@@ -80,8 +87,9 @@ class ImageDataConfig(pydantic.BaseModel):
         if self.path is None or not self.path.is_dir():
             raise ValueError(f"source {self.source!r} needs 'path', a folder (got {self.path})")
         if self.source == "coco" and (self.annotations is None or not self.annotations.is_file()):
-            raise ValueError(f"source 'coco' needs 'annotations', a JSON file "
-                             f"(got {self.annotations})")
+            raise ValueError(
+                f"source 'coco' needs 'annotations', a JSON file (got {self.annotations})"
+            )
         return self
 
 
@@ -99,6 +107,7 @@ class ChainConfig(pydantic.BaseModel):
     gate: GateSpec = GateSpec()
     track: TrackSpec = TrackSpec()
     release: ReleaseSpec = ReleaseSpec()
+    search: SearchSpec = SearchSpec()  # only read by `tflm-pipelines search`
 
 
 class KwsConfig(ChainConfig):
@@ -141,6 +150,10 @@ _VWW_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 PipelineConfig = Annotated[KwsConfig | VwwConfig, pydantic.Field(discriminator="pipeline")]
+# Each pipeline's module (its data front ``data_front`` and ``run``) and the config section
+# of its example-writing stage (whose ``runner`` --runner sets, and whose cache key names
+# the examples).
+PIPELINES = {"kws": ("pipelines.kws", "features"), "vww": ("pipelines.vww", "images")}
 _PIPELINE_CONFIG = pydantic.TypeAdapter(PipelineConfig)
 
 

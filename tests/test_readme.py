@@ -1,7 +1,8 @@
 """The README's commands stay true: configs and flags it shows parse, CI runs its test command.
 
 Full runs are the end-to-end test's job; here every ``tflm-pipelines run ...`` the README
-shows is checked with ``validate`` (same config and --set overrides, no work done), so a
+shows (and every ``tflm-pipelines search ...``, with its device files) is checked with
+``validate`` (same config and --set overrides, no work done), so a
 renamed key or flag breaks this test rather than a reader's first try.
 """
 
@@ -30,7 +31,8 @@ def run_commands() -> list[list[str]]:
     for line in shell_lines(README):
         for part in line.split("&&"):
             words = shlex.split(part)
-            if words[:2] == ["tflm-pipelines", "run"]:
+            runs = words[:2] in (["tflm-pipelines", "run"], ["tflm-pipelines", "search"])
+            if runs and words[2:]:  # not a mention of the command in prose
                 commands.append(words[2:])
     return commands
 
@@ -53,6 +55,8 @@ def test_every_run_command_in_the_readme_validates(args, monkeypatch, tmp_path):
     overrides = [rest[i + 1] for i, word in enumerate(rest) if word == "--set"]
     overrides = [_stand_in(o, tmp_path) for o in overrides]
     assert cli.main(["validate", config, *(f"--set={o}" for o in overrides)]) == 0
+    devices = [rest[i + 1] for i, word in enumerate(rest) if word == "--device"]
+    assert all((REPO / d).is_file() for d in devices), devices
 
 
 def _stand_in(override: str, tmp_path: Path) -> str:

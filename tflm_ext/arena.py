@@ -68,6 +68,16 @@ def measure_arena(model_bytes: bytes) -> ArenaMeasurement:
     return measurement
 
 
+def recorded_totals(models: list[bytes]) -> list[int]:
+    """TFLM's total arena (head + tail) of each model, from one build each at a generous
+    size: up to 15 B above the figure at the bisected minimum (the tail's end padding), so
+    it ranks plans without a bisection per plan. Module-level, to run isolated."""
+    return [
+        recorded_allocations(make_interpreter(model, default_arena_size(model)))["total"]
+        for model in models
+    ]
+
+
 def recorded_allocations(interpreter: runtime.Interpreter) -> dict[str, int]:
     """TFLM's ``Arena allocation total|head|tail`` figures, read from its DebugLog on fd 2.
 

@@ -9,6 +9,9 @@ holds everything a TFLM application needs besides TFLM itself:
   ``AddCustom`` for the project's TFLM_EXT_PATCH_STAGE; so the firmware links no unused kernel;
 - ``kernels/``: the project's firmware kernel sources (shared arithmetic and the TFLM adapter,
   never the host-only registerer), only when the model uses the project's custom op;
+- ``row_reader.h``: only for a model whose first stage reads the image row by row
+  (``tflm_ext.row_reader``): the image's shape and quantization, the callback the
+  application implements (``<name>_rows::ReadRow``) and ``<name>_rows::SetUp`` registering it;
 - ``README.md``: how to compile it in, and the arena to reserve.
 
 The arena figure is the smallest ``arena_size`` for which the wheel's interpreter builds
@@ -35,6 +38,12 @@ from pathlib import Path
 from tflm_ext.arena import ArenaMeasurement, measure_arena
 from tflm_ext.c_array import write_c_array
 from tflm_ext.errors import TflmExtError
+from tflm_ext.firmware_rows import (
+    ROW_READER_NAME,
+    readme_rows_text,
+    row_reader_image,
+    row_reader_text,
+)
 from tflm_ext.isolation import run_isolated
 from tflm_ext.patch_op import OP_NAME as PATCH_STAGE_OP_NAME
 from tflm_ext.tflite_file import read_model
@@ -177,6 +186,7 @@ class FirmwareBundle:
     builtin_ops: tuple[str, ...]
     custom_ops: tuple[str, ...]
     arena: ArenaMeasurement
+    row_reader: Path | None = None  # row_reader.h, when the image is read row by row
 
     @property
     def op_count(self) -> int:
@@ -202,9 +212,15 @@ def export_firmware(model_bytes: bytes, out_dir: Path, name: str = "g_model") ->
     kernels = _copy_kernels(folder) if customs else ()
     compiled = tuple(k.relative_to(folder).as_posix() for k in kernels if k.suffix == ".cc")
     resolver = _write(folder / OP_RESOLVER_NAME, op_resolver_text(name, builtins, customs))
-    readme = _write(folder / README_NAME, readme_text(name, builtins, customs, compiled, arena))
+    image = row_reader_image(model_bytes)
+    rows = _write(folder / ROW_READER_NAME, row_reader_text(name, *image)) if image else None
+    readme = _write(
+        folder / README_NAME,
+        readme_text(name, builtins, customs, compiled, arena)
+        + (readme_rows_text(name) if image else ""),
+    )
     bundle = FirmwareBundle(
-        folder, source, header, resolver, readme, kernels, builtins, customs, arena
+        folder, source, header, resolver, readme, kernels, builtins, customs, arena, rows
     )
     log.info(
         "exported %s to %s: %d ops, arena %d B", name, folder, bundle.op_count, arena.bisected_min
@@ -386,11 +402,7 @@ layers tile by tile, or streams them row by row through small ring buffers, so t
 activations never exist whole. Its sources are in `kernels/` (everything but `tflm/` is
 plain C++ arithmetic; `tflm/` is the adapter to TFLM's kernel API). `AddOps` registers it
 with `AddCustom`; the operator asks TFLM for its scratch (tile windows or rings) while the
-interpreter is built, so the arena figure below includes it. If the model's input tensor is
-a single row (1, 1, width, channels), its first stage reads the image row by row from your
-callback instead, so the image never sits in the arena: register it with
-`tflm_ext::patch_stage::SetRowReader(reader, user)` (`kernels/patch_stage.h`) before
-`Invoke()`.
+interpreter is built, so the arena figure below includes it.
 """
 
 

@@ -149,6 +149,7 @@ def _compile(library: Path, defines: Mapping[str, str]) -> None:
         raise TflmExtError(f"cannot write the host library cache {library.parent}: {e}") from e
     try:
         _run(command + ["-o", partial])
+        os.chmod(partial, 0o644)  # mkstemp's 0600 would hide the library from other users
         os.replace(partial, library)
     finally:
         if os.path.exists(partial):

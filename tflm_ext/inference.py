@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -50,11 +50,10 @@ def run_batch(model_bytes: bytes, features: np.ndarray, progress: bool = False) 
     from tflm_ext import row_reader
 
     interpreter = make_interpreter(model_bytes)
-    source = _details(interpreter.get_input_details(0))
+    source = _fed_details(model_bytes, interpreter)
     target = _details(interpreter.get_output_details(0))
-    image = row_reader.reader_inputs(model_bytes).get(0)  # rows from the host's reader
-    host = row_reader.HostRowReader() if image else None
-    examples = _as_examples(np.asarray(features, dtype=np.float32), image or source.shape)
+    host = row_reader.HostRowReader() if row_reader.reader_inputs(model_bytes) else None
+    examples = _as_examples(np.asarray(features, dtype=np.float32), source.shape)
     scores = np.empty((len(examples), *target.shape[1:]), dtype=np.float32)
     latency_ms = []
     bar = tqdm(examples, desc="TFLM invoke", unit="clip", disable=not progress, leave=False)
@@ -72,8 +71,9 @@ def run_batch(model_bytes: bytes, features: np.ndarray, progress: bool = False) 
 
 
 def input_details(model_bytes: bytes) -> TensorDetails:
-    """The model's first input as the interpreter sees it (builds one: vetted models only)."""
-    return _details(make_interpreter(model_bytes).get_input_details(0))
+    """The model's first input as the application feeds it (builds an interpreter: vetted
+    models only): a row reader's input has the whole image's shape, not its one row."""
+    return _fed_details(model_bytes, make_interpreter(model_bytes))
 
 
 def output_details(model_bytes: bytes) -> TensorDetails:
@@ -96,6 +96,15 @@ def dequantize(values: np.ndarray, details: TensorDetails) -> np.ndarray:
     if not np.issubdtype(details.dtype, np.integer):
         return np.asarray(values, dtype=np.float32)
     return ((values.astype(np.float32) - details.zero_point) * details.scale).astype(np.float32)
+
+
+def _fed_details(model_bytes: bytes, interpreter) -> TensorDetails:
+    """Input 0's details, with the image shape a row reader delivers where one does."""
+    from tflm_ext import row_reader
+
+    details = _details(interpreter.get_input_details(0))
+    image = row_reader.reader_inputs(model_bytes).get(0)
+    return replace(details, shape=image) if image else details
 
 
 def _details(raw: dict) -> TensorDetails:

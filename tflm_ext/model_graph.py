@@ -171,4 +171,3 @@ def _op_view(op: model_editor.Operator) -> OpView:
         custom_options=custom_options(op),
         is_custom=custom,
     )
-

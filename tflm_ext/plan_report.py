@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 def plan_table(plan: PatchPlan) -> str:
     """Markdown: the stages weighed (chosen first; measured arena where the builtin search
     measured it; each stage's mode, tiles or stream, last), then the plan's peak, bound,
-    floor, extra MACs and reason."""
+    floor, simulated head, TFLM total arena where weighed, extra MACs and reason."""
     rows = [
         "| chosen | ops | grid | live peak B | measured arena B | extra MACs | mode |",
         "| --- | --- | --- | ---: | ---: | ---: | --- |",
@@ -36,9 +36,11 @@ def plan_table(plan: PatchPlan) -> str:
         if plan.split_floor != plan.planned_peak
         else ""
     )
+    total = f", TFLM total arena {plan.planned_arena:,} B" if plan.planned_arena else ""
     rows.append(
         f"\npeak {plan.original_peak:,} B -> analytic bound {plan.planned_peak:,} B{floor}, "
-        f"extra MACs {plan.extra_macs:,}; {plan.reason}"
+        f"simulated head {plan.planned_head:,} B{total}, extra MACs {plan.extra_macs:,}; "
+        f"{plan.reason}"
     )
     return "\n".join(rows)
 
@@ -70,4 +72,5 @@ def keep_if_smaller(
         extra_macs=0,
         reason=reason,
         planned_head=patch_plan.original_head,
+        planned_arena=0,
     )

@@ -83,8 +83,9 @@ class PatchPlan:
     """The stages to fuse, in operator order (empty: keep the model as it is, ``reason``
     says why); live peaks before and after (after: the plan's analytic bound); the split's
     floor (finest grids); its extra MACs; other leading stages considered (each alone);
-    TFLM's arena head, simulated, before and after. Fuse the stages last first, so the
-    operator indices of the others stay valid."""
+    TFLM's arena head, simulated, before and after; TFLM's total arena (head + tail) of
+    the rewrite where the driver weighed plans by it (``patching.choose``), else 0. Fuse
+    the stages last first, so the operator indices of the others stay valid."""
 
     stages: tuple[StagePlan, ...]
     original_peak: int
@@ -95,3 +96,4 @@ class PatchPlan:
     reason: str
     original_head: int = 0
     planned_head: int = 0
+    planned_arena: int = 0

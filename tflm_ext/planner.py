@@ -23,6 +23,8 @@ model:
   planner can fragment, so the plans at that P and at the next few larger limits are each
   simulated as TFLM plans them; the smallest arena head wins (then fewer extra MACs, then live
   peak: MACs that do not lower the head buy nothing), provided it is below the model's own.
+  ``ranked_plans`` gives the runners-up too, in that order, so that ``tflm_ext.patching``
+  can keep the one whose TFLM total arena (head + the tail no model here sees) is smallest.
 - With stage slots left over, stretches no stage covers are fused too, as streamed stages
   on one strip (no extra MAC), when that raises neither the live peak nor the simulated
   head: each fused operator's TFLM persistent data (node, op data, per-channel
@@ -78,12 +80,25 @@ __all__ = [
     "keep_if_smaller",
     "plan",
     "plan_table",
+    "ranked_plans",
     "supported_ops_table",
 ]
 
 
 def plan(model_bytes: bytes, spec: PlannerSpec) -> PatchPlan:
-    """Choose stages and grids that lower the model's peak most within the MAC budget.
+    """Choose stages and grids that lower TFLM's simulated arena head most within the MAC
+    budget.
+
+    Raises TflmExtError when no stage can start at operator 0 ("nothing patchable").
+    """
+    return ranked_plans(model_bytes, spec, 1)[0]
+
+
+def ranked_plans(model_bytes: bytes, spec: PlannerSpec, count: int) -> tuple[PatchPlan, ...]:
+    """Up to ``count`` of the plans the search weighed, each below the model's own head,
+    best simulated head first (the first is ``plan``'s): ``tflm_ext.patching`` measures
+    their TFLM tail to keep the smallest total arena, which no model of the head sees. One
+    plan without stages, saying why, when none lowers the head.
 
     Raises TflmExtError when no stage can start at operator 0 ("nothing patchable").
     """
@@ -104,30 +119,41 @@ def plan(model_bytes: bytes, spec: PlannerSpec) -> PatchPlan:
         leading, why = leading + ends, why or why_not
     if not leading:
         raise NothingPatchableError(f"model has nothing patchable: {why}")
-    chosen, why_not = _best_plan(search)
+    ranked, why_not = _ranked(search)
     if STREAM in spec.executions and (TILES in spec.executions or set(spec.strips) != {1}):
-        chosen, why_not = _or_whole_streams(search, chosen, why_not)
-    return _result(search, _absorb(search, chosen) if chosen else chosen, why_not)
+        ranked, why_not = _with_whole_streams(search, ranked, why_not)
+    if not ranked:
+        return (_result(search, (), why_not),)
+    absorbed: dict[tuple[po.Option, ...], None] = {}  # distinct plans, in rank order
+    for chosen in ranked:
+        absorbed.setdefault(_absorb(search, chosen))
+        if len(absorbed) == count:
+            break
+    return tuple(_result(search, chosen, "") for chosen in absorbed)
 
 
-def _or_whole_streams(
-    search: po.Search, chosen: tuple[po.Option, ...], why_not: str
-) -> tuple[tuple[po.Option, ...], str]:
-    """``chosen``, or the plan of whole-width streams only if TFLM's simulated head of that
-    is smaller (then, or if equal, cheaper): a plan of lower live peak can fragment more,
-    and the search only weighs a few limits, so the wider choice must not lose to it."""
+def _with_whole_streams(
+    search: po.Search, ranked: list[tuple[po.Option, ...]], why_not: str
+) -> tuple[list[tuple[po.Option, ...]], str]:
+    """``ranked`` with the best plan of whole-width streams only: first if TFLM's simulated
+    head of that is smaller (then, or if equal, cheaper) than the first's, else second: a
+    plan of lower live peak can fragment more, and the search only weighs a few limits, so
+    the wider choice must not lose to it."""
     narrow = replace(search, spec=replace(search.spec, executions=(STREAM,), strips=(1,)))
     narrow.ends, narrow.options = {}, {}
-    streams, why_streams = _best_plan(narrow)
+    streams, why_streams = _ranked(narrow)
     if not streams:
-        return chosen, why_not
-    if not chosen:
-        return streams, why_streams
+        return ranked, why_not
+    if not ranked:
+        return streams[:1], why_streams
 
     def rank(plan: tuple[po.Option, ...]) -> tuple[int, int]:
         return mp.planned_head(po.fused(search, plan)), sum(o.cost.extra_macs for o in plan)
 
-    return (streams, "") if rank(streams) < rank(chosen) else (chosen, why_not)
+    first, rest = ranked[0], [c for c in ranked[1:] if c != streams[0]]
+    if rank(streams[0]) < rank(first):
+        return [streams[0], first, *rest], ""
+    return [first, *([] if streams[0] == first else [streams[0]]), *rest], ""
 
 
 def supported_ops_table() -> str:
@@ -135,14 +161,15 @@ def supported_ops_table() -> str:
     return stage_rules.supported_ops_table()
 
 
-def _best_plan(search: po.Search) -> tuple[tuple[po.Option, ...], str]:
-    """Of the plans at the lowest coverable live peak, the next few limits above it and
-    the simulated heads those reach (the cheapest plan whose live peak fits a head found
-    may plan smaller: fragmentation), the one whose simulated TFLM plan (the arena head) is
-    smallest, if below the model's."""
+def _ranked(search: po.Search) -> tuple[list[tuple[po.Option, ...]], str]:
+    """The plans at the lowest coverable live peak, the next few limits above it and the
+    simulated heads those reach (the cheapest plan whose live peak fits a head found may
+    plan smaller: fragmentation) whose simulated TFLM plan (the arena head) is below the
+    model's, smallest head first (then fewer extra MACs, then lower live peak); none, and
+    why, when no plan gets below it."""
     original_peak, original_head = max(search.live), mp.planned_head(search.base)
     if _cover(search, original_peak - 1, search.budget) is None:
-        return (), _why_uncoverable(search, original_peak)
+        return [], _why_uncoverable(search, original_peak)
     low, high = 0, original_peak - 1
     while low < high:
         middle = (low + high) // 2
@@ -153,12 +180,14 @@ def _best_plan(search: po.Search) -> tuple[tuple[po.Option, ...], str]:
         _weigh(search, limit, plans)
     for head in sorted({head for head, _ in plans.values() if low <= head < original_peak}):
         _weigh(search, head, plans)
-    best = min(plans, key=lambda c: (plans[c][0], sum(o.cost.extra_macs for o in c), plans[c][1]))
-    if plans[best][0] < original_head:
-        return best, ""
-    return (), (
+    ranked = sorted(
+        plans, key=lambda c: (plans[c][0], sum(o.cost.extra_macs for o in c), plans[c][1])
+    )
+    if plans[ranked[0]][0] < original_head:
+        return [c for c in ranked if plans[c][0] < original_head], ""
+    return [], (
         f"stages lower the live peak to {low} B, but TFLM's greedy plan of the fused model "
-        f"stays at {plans[best][0]} B or more (fragmentation), not below {original_head} B"
+        f"stays at {plans[ranked[0]][0]} B or more (fragmentation), not below {original_head} B"
     )
 
 

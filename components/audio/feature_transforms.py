@@ -17,6 +17,8 @@ from apache_beam.pvalue import TaggedOutput
 
 from components import beam_stage
 from components.artifacts import Clip, ClipIndex
+from components.audio import augment as effects
+from components.audio.extract_features import copies_of
 from components.audio.frontends import compute_batch, peak_normalise
 from components.audio.wav import CLIP_SAMPLES, SAMPLE_RATE, load_clip, load_file
 from components.errors import ComponentError
@@ -31,23 +33,25 @@ log = logging.getLogger(__name__)
 def augment(
     audio: np.ndarray, noises: Sequence[np.ndarray], spec: FeatureSpec, rng: np.random.Generator
 ) -> np.ndarray:
-    """Speech Commands-style augmentation: random time shift, then background noise mixed
-    in at a random volume with probability ``background_frequency``. For ``mfcc`` the clip is
-    first scaled to a peak of 1, as MLPerf Tiny's pipeline does before it adds noise, so the
-    noise volume means the same signal-to-noise ratio whatever the recording's level."""
+    """One augmented copy of a training clip: the room and microphone effects of
+    ``spec.augment`` (``components.audio.augment``), a random time shift, then background
+    noise with probability ``background_frequency``, at a random SNR (``augment.noise_snr_db``)
+    or volume. For ``mfcc`` the clip is first scaled to a peak of 1, as MLPerf Tiny's
+    pipeline does before it adds noise, so the noise volume means the same signal-to-noise
+    ratio whatever the recording's level."""
     if spec.frontend == "mfcc":
         audio = peak_normalise(audio)
+    audio = effects.apply_effects(audio, spec.augment, rng)
     limit = spec.time_shift_ms * SAMPLE_RATE // 1000
-    shift = int(rng.integers(-limit, limit + 1))
-    out = np.zeros(CLIP_SAMPLES, dtype=np.float32)
-    if shift >= 0:
-        out[shift:] = audio[: CLIP_SAMPLES - shift]
-    else:
-        out[:shift] = audio[-shift:]
+    out = effects.time_shift(audio, int(rng.integers(-limit, limit + 1)))
     if noises and rng.random() < spec.background_frequency:
         noise = noises[int(rng.integers(len(noises)))]
         start = int(rng.integers(len(noise) - CLIP_SAMPLES + 1))
-        out += rng.uniform(0, spec.background_volume) * noise[start : start + CLIP_SAMPLES]
+        window = noise[start : start + CLIP_SAMPLES]
+        if spec.augment.noise_snr_db is not None:
+            out = effects.add_noise(out, window, rng.uniform(*spec.augment.noise_snr_db))
+        else:
+            out = effects.mix_noise(out, window, rng.uniform(0, spec.background_volume))
     return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
@@ -66,8 +70,9 @@ def clip_rng(seed: int, clip: Clip, copy: int) -> np.random.Generator:
 class DecodeClips(beam.DoFn):
     """Decode each clip to 16 kHz audio; failures go to the dead-letter output.
 
-    Emits ``(split, label_index, key, audio)`` for the clip and, for training clips, for
-    each of ``augment_copies`` augmented copies. Noise files load once, in ``setup``.
+    Takes ``(clip, times listed in the index)``; emits ``(split, label_index, key, audio)``
+    for the clip and, for training clips, for each of its augmented copies
+    (``extract_features.copies_of``). Noise files load once, in ``setup``.
     """
 
     def __init__(self, spec: FeatureSpec, index: ClipIndex, run_id: str = "") -> None:
@@ -81,8 +86,9 @@ class DecodeClips(beam.DoFn):
         if self._spec.augment_copies and self._spec.background_frequency > 0:
             self._noises = _load_noises(self._noise_files)
 
-    def process(self, clip: Clip) -> Iterator:
-        copies = self._spec.augment_copies if clip.split == "train" else 0
+    def process(self, weighted: tuple[Clip, int]) -> Iterator:
+        clip, repeats = weighted
+        copies = copies_of(clip, repeats, self._spec)
         try:
             audio = load_clip(clip.path, offset=clip.offset, on_wrong_rate=self._spec.on_wrong_rate)
         except ComponentError as e:

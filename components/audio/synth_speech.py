@@ -1,8 +1,9 @@
 """Synthetic keyword-spotting data: words spoken by eSpeak NG, mixed with generated noise.
 
 The project's embedded default data set is generated here rather than downloaded. Each
-keyword is spoken by many eSpeak voices (English accents x voice variants) at random rate,
-pitch and pitch range, replayed slightly faster or slower (a shorter or longer vocal tract),
+keyword is spoken by many eSpeak voices (English accents x voice variants; voices listed as
+``flite:<voice>`` are CMU Flite's recorded speakers, ``components.audio.flite``) at random
+rate, pitch and pitch range, replayed slightly faster or slower (a shorter or longer vocal tract),
 trimmed, fitted into 1 s at 16 kHz, optionally coloured like a cheap microphone, scaled to
 a random level, shifted in time and mixed with a window of a generated noise recording at
 a random SNR. Other words become the "unknown" class;
@@ -38,7 +39,7 @@ from tqdm import tqdm
 
 from components import generated_set
 from components.artifacts import KEYWORDS, SpeechDataset
-from components.audio import espeak, synth_noise
+from components.audio import espeak, flite, synth_noise
 from components.audio.speech_commands import LIST_FILES, NOISE_DIR
 from components.audio.wav import CLIP_SAMPLES, SAMPLE_RATE
 from components.errors import ComponentError
@@ -145,7 +146,8 @@ def _check_voice_sets(*splits: tuple[str, ...]) -> None:
         if not voices:
             raise ValueError(f"{name} must not be empty")
     for i, j in ((0, 1), (0, 2), (1, 2)):
-        if shared := sorted(set(splits[i]) & set(splits[j])):
+        speakers = [{flite.speaker(v) for v in splits[k]} for k in (i, j)]
+        if shared := sorted(speakers[0] & speakers[1]):
             raise ValueError(
                 f"{names[i]} and {names[j]} share voices {shared}: held-out "
                 "voices must never be heard in training"
@@ -185,7 +187,7 @@ def run(
         log.info("synthetic data in %s is up to date (spec %s), not regenerating", out_dir, key)
         return SpeechDataset(root=out_dir)
     _check_target(out_dir)
-    espeak.check_voices(spec.train_voices + spec.validation_voices + spec.test_voices)
+    _check_voices(spec.train_voices + spec.validation_voices + spec.test_voices)
     started = time.monotonic()
     partial = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
@@ -288,18 +290,28 @@ def _write_clips(
         tqdm(total=len(jobs), unit="clip", desc="synthesizing words", disable=not progress) as bar,
     ):
         futures = {
-            pool.submit(
-                espeak.synthesize_isolated, [(j.word, _rendition(spec, j)) for j in batch]
-            ): batch
-            for batch in batches.values()
+            pool.submit(_synthesizer(voice), [(j.word, _rendition(spec, j)) for j in batch]): batch
+            for voice, batch in batches.items()
         }
         for future in as_completed(futures):
-            version, rate, audio = future.result()
+            batch_version, rate, audio = future.result()
+            if not flite.is_flite(futures[future][0].voice):
+                version = batch_version
             for job, raw in zip(futures[future], audio, strict=True):
                 clip = _render_clip(spec, job, raw, rate, noise_list)
                 _write_wav(root / job.path, clip)
                 bar.update()
     return version
+
+
+def _check_voices(voices: tuple[str, ...]) -> None:
+    espeak.check_voices([v for v in voices if not flite.is_flite(v)])
+    flite.check_voices([v for v in voices if flite.is_flite(v)])
+
+
+def _synthesizer(voice: str):
+    """eSpeak NG for ``language+variant`` voices, CMU Flite for ``flite:<voice>``."""
+    return flite.synthesize if flite.is_flite(voice) else espeak.synthesize_isolated
 
 
 def _render_clip(
@@ -327,6 +339,8 @@ def _render_clip(
 
 
 def _resample(audio: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
+    if rate == new_rate:  # a 16 kHz voice (Flite's) replayed at its own speed
+        return audio
     g = math.gcd(rate, new_rate)
     up, down = new_rate // g, rate // g
     return _signal().resample_poly(audio, up, down, window=_lowpass(max(up, down)))

@@ -1,7 +1,8 @@
 """Model builders, one module per architecture, looked up by ``train.architecture``.
 
 Each builder module defines ``Options`` (a component spec: the architecture's own settings,
-validated with the config before any work starts) and
+validated with the config before any work starts), ``WIDTH_OPTION`` (the field of
+``Options`` that sets the width, which a search's ``widths`` axis writes) and
 ``build(input_shape, num_classes, options) -> keras.Model`` for an uncompiled float model
 whose input is exactly ``input_shape`` (channels last, no batch axis). Builder modules import
 Keras inside ``build`` only, so validating a config stays fast. No other component knows
@@ -42,6 +43,12 @@ def options(architecture: str, values: Mapping[str, Any] | None = None) -> Any:
 def resolved_options(architecture: str, values: Mapping[str, Any] | None = None) -> dict:
     """``options`` as a plain dict, every default written out (what a run records)."""
     return asdict(options(architecture, values))
+
+
+def width_option(architecture: str) -> str:
+    """The ``Options`` field that sets the architecture's width (``alpha``, ``filters``):
+    what a search's ``widths`` axis writes."""
+    return _module(architecture).WIDTH_OPTION
 
 
 def build(

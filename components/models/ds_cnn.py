@@ -15,6 +15,8 @@ from pydantic import Field
 
 from components.spec import component_spec
 
+WIDTH_OPTION = "filters"  # the option a search scales (components.search)
+
 
 @component_spec
 class Options:

@@ -67,6 +67,9 @@ STAGES: tuple[tuple[int, int, int, int, int], ...] = (
 PATCH_STAGE_STRIDE = 8
 
 
+WIDTH_OPTION = "alpha"  # the option a search scales (components.search)
+
+
 @component_spec
 class Options:
     """Width multiplier, regularization and dropout."""

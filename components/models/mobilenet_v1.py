@@ -61,6 +61,9 @@ BLOCKS: tuple[tuple[int, int], ...] = (
 FIRST_FILTERS = 32
 
 
+WIDTH_OPTION = "alpha"  # the option a search scales (components.search)
+
+
 @component_spec
 class Options:
     """Width, regularization and dropout; the defaults are MLPerf Tiny's VWW reference."""

@@ -51,6 +51,9 @@ STEM_FILTERS = 32
 LAST_FILTERS = 1280
 
 
+WIDTH_OPTION = "alpha"  # the option a search scales (components.search)
+
+
 @component_spec
 class Options:
     """Width, regularization and dropout (0.35 is the width MCU ports of MobileNetV2 use)."""

@@ -9,6 +9,7 @@ free of the TFLM runtime.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from typing import Any
 
@@ -55,7 +56,9 @@ def _leading_version(name: str, options: bytes) -> int:
 
 
 def tensor_formats(model_bytes: bytes) -> tuple[TensorFormat, TensorFormat]:
-    """(input, output) of a single-input, single-output classifier."""
+    """(input, output) of a single-input, single-output classifier, the input as the
+    application feeds it."""
+    from tflm_ext import row_reader
     from tflm_ext.model_graph import read_graph
 
     graph = read_graph(model_bytes)
@@ -65,7 +68,12 @@ def tensor_formats(model_bytes: bytes) -> tuple[TensorFormat, TensorFormat]:
             f"output; this model has {len(graph.inputs)} and "
             f"{len(graph.outputs)}"
         )
-    return _format(graph.tensors[graph.inputs[0]]), _format(graph.tensors[graph.outputs[0]])
+    model_input = _format(graph.tensors[graph.inputs[0]])
+    if image := row_reader.reader_inputs(model_bytes).get(0):
+        # The application's row reader delivers the whole image a row at a time (its
+        # callback is in the bundle's row_reader.h): the input it feeds is the image.
+        model_input = dataclasses.replace(model_input, shape=tuple(image))
+    return model_input, _format(graph.tensors[graph.outputs[0]])
 
 
 def _format(tensor) -> TensorFormat:

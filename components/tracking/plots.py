@@ -1,4 +1,5 @@
-"""Figures for the run record: training curves, the confusion matrix, memory per layer.
+"""Figures for the run record: training curves, the confusion matrix, memory per layer,
+a search's Pareto fronts.
 
 Called by ``components.tracking.track``, which logs the returned figures with ``log_figure``. The
 functions only draw; they never save or show, so a caller (or a notebook) decides where a
@@ -9,6 +10,7 @@ process-wide pyplot state is never touched.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -109,4 +111,50 @@ def memory_per_layer(profile: MemoryProfile, budget_bytes: int | None = None) ->
     )
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7)
+    return fig
+
+
+def pareto_fronts(panels: Sequence[ParetoPanel]) -> Figure:
+    """One panel per cost: every candidate, the Pareto front as a step line, and each
+    device's limit as a vertical line, so the candidate that fits a board is read off at a
+    glance."""
+    fig, axes = _new_figure(6.0 * len(panels), 4.5, ncols=len(panels))
+    for ax, panel in zip(axes, panels, strict=True):
+        for x, y, name in panel.points:
+            ax.scatter([x], [y], color="tab:blue", zorder=3)
+            ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        if panel.front:
+            fx, fy = zip(*panel.front, strict=True)
+            ax.step(fx, fy, where="post", color="tab:orange", label="Pareto front")
+        for i, (name, x) in enumerate(sorted(panel.limits.items(), key=lambda kv: kv[1])):
+            ax.axvline(x, color=f"C{(i + 2) % 10}", linestyle="--", label=name)
+        ax.set_xscale("log")
+        ax.set_xlabel(panel.cost)
+        ax.set_ylabel("int8 accuracy (TFLM)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+@dataclass(frozen=True)
+class ParetoPanel:
+    """One cost axis of :func:`pareto_fronts`: ``points`` are (cost, accuracy, name),
+    ``front`` the (cost, accuracy) of the Pareto-optimal ones, ``limits`` a cost per name."""
+
+    cost: str
+    points: Sequence[tuple[float, float, str]]
+    front: Sequence[tuple[float, float]]
+    limits: Mapping[str, float]
+
+
+def accuracy_curve(cost: str, points: Sequence[tuple[float, float, str]]) -> Figure:
+    """int8 accuracy against ``cost`` as one labelled line (e.g. a pruning curve: MACs per
+    prune ratio), so the knee where accuracy starts to fall is read off at a glance."""
+    fig, (ax,) = _new_figure(6.0, 4.0)
+    ax.plot([x for x, _, _ in points], [y for _, y, _ in points], marker="o")
+    for x, y, name in points:
+        ax.annotate(name, (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(cost)
+    ax.set_ylabel("int8 accuracy (TFLM)")
+    ax.grid(True, alpha=0.3)
     return fig

@@ -7,6 +7,12 @@ and the list of skipped inputs (clips or images) as artifacts. The model itself 
 with the ``tflm`` flavor and registered, and the gate verdict is tagged on both the run and
 the model version. A failed gate is recorded, never raised: logging always completes.
 
+With a tracking server (``http(s)://``) the run is logged first into a store of its own on
+local disk and then copied to the server (``components.tracking.replay``), with MLflow's HTTP
+retries and backoff set from the spec; when the server is down or fails midway the copy stays
+on disk and the error names the ``tflm-pipelines upload`` command that finishes it, so a
+failing server loses nothing. SQLite files and local folders are logged to directly.
+
 Called by the pipelines after evaluation and gating. Everything goes through an
 ``MlflowClient`` bound to ``tracking_uri``; only ``Model.log`` needs the process-wide URI, and
 it is set for that call alone and restored afterwards.
@@ -19,11 +25,14 @@ import logging
 import re
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import unquote
+
+from pydantic import Field
 
 from components.artifacts import (
     Evaluation,
@@ -35,6 +44,8 @@ from components.artifacts import (
 from components.errors import ComponentError
 from components.gate import report_markdown
 from components.spec import component_spec
+from components.tracking import replay
+from components.tracking.replay import TrackingResult
 
 if TYPE_CHECKING:  # MLflow takes seconds to import: only the functions that log import it
     from mlflow import MlflowClient
@@ -50,7 +61,12 @@ log = logging.getLogger(__name__)
 
 @component_spec
 class TrackSpec:
-    """Where the run goes: the experiment, the registered model, an optional run name."""
+    """Where the run goes: the experiment, the registered model, an optional run name, and
+    how hard to try a tracking server (MLflow's ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``,
+    ``..._BACKOFF_FACTOR`` and ``..._TIMEOUT``, set from here while a run is copied to it: each
+    request is tried ``1 + server_max_retries`` times, ``server_backoff_factor * 2**n`` s apart,
+    each try waiting at most ``server_timeout_s``; the defaults ride out about a minute of
+    outage)."""
 
     experiment: str = "kws"
     registered_model_name: str = "kws-ds-cnn"
@@ -58,27 +74,27 @@ class TrackSpec:
     # Move the gate's baseline alias (e.g. "production") to this run's model version when
     # every device gate passed, so the next candidate is held to it.
     promote_on_pass: bool = False
-
-
-@dataclass(frozen=True)
-class TrackingResult:
-    """The run, the logged model's URI (``models:/<model id>``) and the registered version."""
-
-    run_id: str
-    model_uri: str
-    model_version: str | None
+    server_max_retries: Annotated[int, Field(ge=0, le=20)] = 5
+    server_backoff_factor: Annotated[int, Field(ge=0, le=60)] = 2
+    server_timeout_s: Annotated[int, Field(gt=0)] = 60
 
 
 @dataclass(frozen=True)
 class _Candidate:
     """What one run records, bundled so the logging steps share one argument."""
 
+    params: Mapping[str, object]
     examples: ExampleSet
     trained: TrainedModel
     quantized: QuantizedModel
     evaluation: Evaluation
     gates: tuple[GateReport, ...]
     timings: Mapping[str, float]
+    extra_artifacts: Sequence[Path]
+    extra_metrics: Mapping[str, float]
+    extra_tags: Mapping[str, str]
+    sram_budget_bytes: int | None
+    aliases: Sequence[str]
 
 
 def default_tracking_uri(work_dir: Path) -> str:
@@ -146,16 +162,16 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
-def _log_values(
-    client: MlflowClient, run_id: str, params: Mapping[str, object], c: _Candidate
-) -> None:
-    """Params, single-valued metrics at step 0 and the training history at step = epoch."""
+def _log_values(client: MlflowClient, run_id: str, c: _Candidate) -> None:
+    """Params, single-valued metrics at step 0 (the pipeline's extra ones too) and the
+    training history at step = epoch."""
     from mlflow.entities import Metric, Param
 
     stamp = int(time.time() * 1000)
     metrics = metrics_of(c.examples, c.trained, c.evaluation, c.timings)
+    metrics.update({_metric_key(k): v for k, v in c.extra_metrics.items()})
     history = c.trained.history
-    for chunk in _chunks([Param(k, v) for k, v in flatten_params(params).items()], _BATCH):
+    for chunk in _chunks([Param(k, v) for k, v in flatten_params(c.params).items()], _BATCH):
         client.log_batch(run_id, params=chunk)
     single = [Metric(k, v, stamp, 0) for k, v in metrics.items()]
     for chunk in _chunks(single + _history_metrics(history, stamp), 1000):
@@ -228,7 +244,7 @@ def _log_files(client: MlflowClient, run_id: str, scratch: Path, c: _Candidate) 
         client.log_artifact(run_id, str(path), "reports")
 
 
-def _log_plots(client: MlflowClient, run_id: str, c: _Candidate, budget: int | None) -> None:
+def _log_plots(client: MlflowClient, run_id: str, c: _Candidate) -> None:
     import tflm_ext
     from components.tracking import plots
 
@@ -236,7 +252,8 @@ def _log_plots(client: MlflowClient, run_id: str, c: _Candidate, budget: int | N
     client.log_figure(run_id, curves, "plots/training_curves.png")
     confusion = plots.confusion_matrix(c.evaluation.confusion, c.evaluation.labels)
     client.log_figure(run_id, confusion, "plots/confusion_matrix.png")
-    memory = plots.memory_per_layer(tflm_ext.profile(c.quantized.read_bytes(), False), budget)
+    profile = tflm_ext.profile(c.quantized.read_bytes(), False)
+    memory = plots.memory_per_layer(profile, c.sram_budget_bytes)
     client.log_figure(run_id, memory, "plots/memory_per_layer.png")
 
 
@@ -301,32 +318,63 @@ def run(
     extra_metrics: Mapping[str, float] | None = None,
     extra_tags: Mapping[str, str] | None = None,
     sram_budget_bytes: int | None = None,
+    aliases: Sequence[str] = (),
+    local_dir: Path | None = None,
 ) -> TrackingResult:
     """Log one candidate as a finished run and a registered model version.
 
     ``extra_metrics`` and ``extra_tags`` carry what the pipeline measured beside the
     candidate (e.g. the unpatched model's figures); ``sram_budget_bytes`` is drawn as a line
-    on the memory-per-layer plot."""
+    on the memory-per-layer plot; ``aliases`` are pointed at the new version. For a tracking
+    server the run is kept in a new folder under ``local_dir`` and then uploaded (see
+    :func:`upload`); the default is ``tracking/`` in the config's ``work_dir`` (from
+    ``params``), never inside a stage's cached outputs, which may be rebuilt."""
+    candidate = _Candidate(
+        params, examples, trained, quantized, evaluation, tuple(gates), timings or {},
+        tuple(extra_artifacts), extra_metrics or {}, extra_tags or {}, sram_budget_bytes,
+        tuple(aliases),
+    )  # fmt: skip
+    if not replay.is_server(tracking_uri):
+        return _log_run(spec, tracking_uri, candidate)
+    folder = _new_local_copy(Path(local_dir or Path(str(params.get("work_dir", "."))) / "tracking"))
+    kept = _log_run(spec, replay.local_uri(folder), candidate)
+    log.info("run %s kept in %s; uploading it to %s", kept.run_id, folder, tracking_uri)
+    return upload(folder, tracking_uri, spec)
+
+
+def upload(folder: Path, tracking_uri: str, spec: TrackSpec | None = None) -> TrackingResult:
+    """Copy the run kept in ``folder`` to the server at ``tracking_uri`` (completing an
+    earlier, interrupted copy), retrying as ``spec`` says; on failure a ComponentError names
+    the server, what was being logged and the command that uploads the run later."""
+    spec = spec or TrackSpec()
+    with replay.retrying(
+        spec.server_max_retries, spec.server_backoff_factor, spec.server_timeout_s
+    ):
+        return replay.upload(Path(folder), tracking_uri)
+
+
+def _new_local_copy(root: Path) -> Path:
+    """A fresh folder per run: runs of the same work dir at once never share a store."""
+    folder = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _log_run(spec: TrackSpec, tracking_uri: str, c: _Candidate) -> TrackingResult:
     from mlflow import MlflowClient
-    from mlflow.entities import Metric
 
     client = MlflowClient(tracking_uri)
-    candidate = _Candidate(examples, trained, quantized, evaluation, tuple(gates), timings or {})
-    run_id = _start_run(client, tracking_uri, spec, candidate, extra_tags or {})
+    run_id = _start_run(client, tracking_uri, spec, c)
     try:
-        _log_values(client, run_id, params, candidate)
-        stamp = int(time.time() * 1000)
-        extra = (extra_metrics or {}).items()
-        if extra:
-            client.log_batch(
-                run_id, metrics=[Metric(_metric_key(k), v, stamp, 0) for k, v in extra]
-            )
-        _log_plots(client, run_id, candidate, sram_budget_bytes)
+        _log_values(client, run_id, c)
+        _log_plots(client, run_id, c)
         with tempfile.TemporaryDirectory(prefix="track-") as scratch:
-            _log_files(client, run_id, Path(scratch), candidate)
-        for path in extra_artifacts:
+            _log_files(client, run_id, Path(scratch), c)
+        for path in c.extra_artifacts:
             client.log_artifact(run_id, str(path), "extra")
-        model_uri, version = _log_model(client, tracking_uri, spec, run_id, candidate)
+        model_uri, version = _log_model(client, tracking_uri, spec, run_id, c)
+        for alias in c.aliases if version is not None else ():
+            client.set_registered_model_alias(spec.registered_model_name, alias, version)
     except Exception as e:
         client.set_terminated(run_id, "FAILED")
         if isinstance(e, ComponentError):
@@ -337,12 +385,10 @@ def run(
     return TrackingResult(run_id=run_id, model_uri=model_uri, model_version=version)
 
 
-def _start_run(
-    client: MlflowClient, tracking_uri: str, spec: TrackSpec, c: _Candidate, extra: Mapping
-) -> str:
+def _start_run(client: MlflowClient, tracking_uri: str, spec: TrackSpec, c: _Candidate) -> str:
     from mlflow.exceptions import MlflowException
 
-    tags = {**gate_tags(c.gates), **preprocessing_tags(c.quantized), **extra}
+    tags = {**gate_tags(c.gates), **preprocessing_tags(c.quantized), **c.extra_tags}
     try:
         experiment_id = _experiment_id(client, tracking_uri, spec.experiment)
         return client.create_run(experiment_id, run_name=spec.run_name, tags=tags).info.run_id

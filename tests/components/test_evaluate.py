@@ -7,14 +7,23 @@ import pytest
 from components import evaluate
 from components.device import DeviceSpec
 
-BOARD = DeviceSpec(name="b", board="B", mcu="m", core="cortex-m4f", clock_mhz=100,
-                   sram_bytes=262_144, flash_bytes=1_048_576, cycles_per_mac=2.0)
+BOARD = DeviceSpec(
+    name="b",
+    board="B",
+    mcu="m",
+    core="cortex-m4f",
+    clock_mhz=100,
+    sram_bytes=262_144,
+    flash_bytes=1_048_576,
+    cycles_per_mac=2.0,
+)
 
 
 @pytest.fixture(scope="module")
 def result(quantized, trained, feature_set):
-    return evaluate.run(evaluate.EvaluateSpec(), quantized, trained, feature_set, [BOARD],
-                        progress=False)
+    return evaluate.run(
+        evaluate.EvaluateSpec(), quantized, trained, feature_set, [BOARD], progress=False
+    )
 
 
 def test_accuracy_and_confusion_cover_the_test_split(result, feature_set):
@@ -37,6 +46,7 @@ def test_latency_estimate_per_device(result):
 
 
 def test_max_examples_limits_the_run(quantized, trained, feature_set):
-    small = evaluate.run(evaluate.EvaluateSpec(max_examples=7), quantized, trained, feature_set,
-                         progress=False)
+    small = evaluate.run(
+        evaluate.EvaluateSpec(max_examples=7), quantized, trained, feature_set, progress=False
+    )
     assert small.test_examples == 7 and small.estimated_latency_ms == {}

@@ -62,8 +62,12 @@ def test_profile_writes_table_chart_and_mlflow_run(tiny_int8_model, tmp_path, ca
     out = capsys.readouterr().out
     assert "**peak**" in out and "TFLM arena:" in out and "activation peak fits" in out
     folder = tmp_path / "tiny.memory"
-    assert {p.name for p in folder.iterdir()} >= {"memory.md", "memory.json",
-                                                  "memory_per_layer.png", "mlflow.db"}
+    assert {p.name for p in folder.iterdir()} >= {
+        "memory.md",
+        "memory.json",
+        "memory_per_layer.png",
+        "mlflow.db",
+    }
 
 
 def test_patch_writes_a_verified_smaller_model(inverted_residual_int8_model, tmp_path, capsys):
@@ -132,6 +136,46 @@ def test_patch_refuses_a_missing_model(tmp_path, capsys):
     missing = tmp_path / "none.tflite"
     assert cli.main(["patch", str(missing), "--output", str(tmp_path / "o")]) == cli.EXIT_ERROR
     assert "none.tflite: model file not found" in capsys.readouterr().err
+
+
+def test_patch_with_the_row_reader_answers_as_the_original_on_whole_images(
+    inverted_residual_int8_model, tmp_path, capsys
+):
+    """--row-reader: the written model's input is one row; fed whole images (through the
+    host's row reader) it gives exactly the original's outputs."""
+    import numpy as np
+
+    import tflm_ext
+    from tflm_ext.model_graph import read_graph
+
+    model, out = tmp_path / "ir.tflite", tmp_path / "ir_rows.tflite"
+    model.write_bytes(inverted_residual_int8_model)
+    args = ["patch", str(model), "--output", str(out), "--row-reader", "--verify-inputs", "2"]
+    assert cli.main(args) == 0
+    assert "stream (row reader)" in capsys.readouterr().out
+    graph = read_graph(out.read_bytes())
+    assert graph.shape(graph.inputs[0]) == (1, 1, 32, 3)
+    images = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
+    before = tflm_ext.run_isolated(tflm_ext.run_batch, model.read_bytes(), images)
+    after = tflm_ext.run_isolated(tflm_ext.run_batch, out.read_bytes(), images)
+    np.testing.assert_array_equal(before.scores, after.scores)
+
+
+def test_the_row_reader_is_refused_in_builtin_mode(inverted_residual_int8_model, tmp_path, capsys):
+    model = tmp_path / "ir.tflite"
+    model.write_bytes(inverted_residual_int8_model)
+    args = ["patch", str(model), "--mode", "builtin", "--row-reader"]
+    assert cli.main(args) == cli.EXIT_ERROR
+    assert "row reader runs in the custom op" in capsys.readouterr().err
+
+
+def test_the_pipeline_config_takes_the_row_reader(capsys):
+    kws = str(REPO / "configs/kws.yaml")
+    assert cli.main(["validate", kws, "--set", "patch.row_reader=true"]) == 0
+    assert "row_reader: true" in capsys.readouterr().out
+    refused = ["validate", kws, "--set", "patch.row_reader=true", "--set", "patch.mode=builtin"]
+    assert cli.main(refused) == cli.EXIT_ERROR
+    assert "row_reader: true needs mode custom or stream" in capsys.readouterr().err
 
 
 def test_export_writes_a_firmware_folder(inverted_residual_int8_model, tmp_path, capsys):

@@ -3,6 +3,7 @@ Beam (DirectRunner), real Keras training, real TFLM, a real MLflow store and reg
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -13,6 +14,7 @@ from mlflow import MlflowClient
 
 from components.audio.wav import load_clip
 from pipelines import cli
+from tests.shared_data import require
 
 pytest.importorskip("espeakng_loader", reason="the synthetic data needs the [synth] extra")
 
@@ -114,3 +116,29 @@ def test_bad_config_is_refused_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "key 'train.epochs'" in err and err.count("\n") == 1
     assert not (tmp_path / "work").exists()
+
+
+def test_a_mix_of_generated_and_real_clips_trains_on_both(runs, tmp_path):
+    """``data.source: mix`` with a generated and a real source: the training split holds
+    clips of both (the real ones, from the shared Speech Commands sample, are named
+    ``<speaker>_nohash_<n>.wav``)."""
+    import tensorflow as tf
+
+    real = require("data", "speech_commands")
+    root, *_ = runs
+    mix = [{"source": "synth"}, {"source": "speech_commands", "path": str(real)}]
+    data = {**TINY["data"], "source": "mix", "mix": mix}
+    work = tmp_path / "work"
+    shutil.copytree(root / "work" / "data", work / "data")  # the generated clips, not redone
+    config = tmp_path / "mix.yaml"
+    body = {**TINY, "data": data, "work_dir": str(work), "train": {"epochs": 1, "batch_size": 16}}
+    config.write_text(yaml.safe_dump(body))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert cli.main(["run", str(config), "--tracking-uri", uri, "--no-progress"]) in (0, 3)
+    shards = sorted(map(str, (work / "stages" / "features").glob("*/train-*.tfrecord")))
+    keys = [
+        tf.train.Example.FromString(r.numpy()).features.feature["key"].bytes_list.value[0]
+        for r in tf.data.TFRecordDataset(shards)
+    ]
+    real_clips = {k for k in keys if b"_nohash_" in k}  # Speech Commands' file names
+    assert real_clips and len(real_clips) < len(keys)

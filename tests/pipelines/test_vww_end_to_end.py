@@ -94,7 +94,7 @@ def test_registered_model_predicts_image_files_and_arrays(generated):
 
 def test_evaluate_command_on_the_generated_test_folder(generated, tmp_path, capsys):
     root, *_ = generated
-    model = root / "work/model/model_int8.tflite"
+    (model,) = (root / "work/stages/quantize").glob("*/model_int8.tflite")
     report = tmp_path / "report.json"
     data = root / "work/data/scenes/test"
     assert cli.main(["evaluate", str(model), "--data", str(data), "--json", str(report)]) == 0

@@ -468,3 +468,66 @@ def test_refuses_a_name_that_is_no_c_identifier(tiny_int8_model: bytes, tmp_path
     with pytest.raises(TflmExtError, match="not a C identifier"):
         export_firmware(tiny_int8_model, tmp_path / "out", name="my-model")
     assert not (tmp_path / "out").exists()
+
+
+# --- a model reading its image row by row: the callback the application implements ---
+
+READ_ROWS_MAIN = """\
+#include <string.h>
+#include "row_reader.h"
+namespace {
+int8_t image[g_model_rows::kImageHeight][g_model_rows::kImageWidth *
+                                          g_model_rows::kImageChannels];
+}
+bool g_model_rows::ReadRow(void* user, int row, int8_t* dst, int width, int channels) {
+  memcpy(dst, static_cast<int8_t(*)[kImageWidth * kImageChannels]>(user)[row],
+         static_cast<size_t>(width) * static_cast<size_t>(channels));
+  return true;
+}
+int main() {
+  g_model_rows::SetUp(image);
+  return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def reading_rows(tiny_int8_model: bytes, tmp_path_factory: pytest.TempPathFactory):
+    """The tiny model with its first convolution streamed from the row reader."""
+    model = rewrite_stage(tiny_int8_model, 0, 0, (1, 1), mode="reader")
+    return export_firmware(model, tmp_path_factory.mktemp("rows") / "firmware")
+
+
+def test_a_row_reading_model_ships_the_callback_to_implement(
+    reading_rows: FirmwareBundle, tiny_int8_model: bytes, plain: FirmwareBundle
+) -> None:
+    """row_reader.h gives the whole image's shape and the input's quantization (the model
+    input is one row), declares ReadRow and registers it; the README says so."""
+    graph = model_editor.read(tiny_int8_model).subgraphs[0]
+    image = graph.inputs[0]
+    assert reading_rows.row_reader is not None and plain.row_reader is None
+    header = reading_rows.row_reader.read_text()
+    height, width, channels = (int(d) for d in image.shape[1:])
+    for constant, value in (("Height", height), ("Width", width), ("Channels", channels)):
+        assert f"constexpr int kImage{constant} = {value};" in header
+    assert f"constexpr int kInputZeroPoint = {int(image.quantization.zero_points[0])};" in header
+    assert "bool ReadRow(void* user, int row, int8_t* dst, int width, int channels);" in header
+    assert "SetRowReader(ReadRow, user)" in header
+    readme = reading_rows.readme.read_text()
+    assert "## The image, row by row" in readme and "g_model_rows::ReadRow" in readme
+    assert "row_reader.h" not in plain.readme.read_text()
+
+
+@needs_gxx
+def test_the_callback_compiles_and_links_with_the_shared_kernels(
+    reading_rows: FirmwareBundle, tmp_path: Path
+) -> None:
+    """An application's ReadRow over a frame buffer, registered through SetUp, compiles
+    against row_reader.h and links with the shipped TFLM-free kernel sources."""
+    kernels = reading_rows.folder / "kernels"
+    (tmp_path / "main.cc").write_text(READ_ROWS_MAIN)
+    shared = [p for p in reading_rows.kernel_files if p.suffix == ".cc" and p.parent == kernels]
+    program = tmp_path / "program"
+    includes = ["-I", reading_rows.folder, "-I", kernels]
+    compile_cc(*includes, tmp_path / "main.cc", *shared, "-o", program, cwd=tmp_path)
+    assert subprocess.run([program], timeout=30).returncode == 0

@@ -1,4 +1,5 @@
-"""The patching driver: plan, rewrite, verify and keep only a measured gain, in both modes."""
+"""The patching driver: plan, rewrite, verify and keep only a measured gain, in every mode,
+the smallest total arena of the plans weighed, and the row reader on whole images."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import pytest
 from tests.int8_models import convert_on_noise, seeded_keras
 from tests.tflm_ext.hand_models import pool_first_model
 from tflm_ext.builtin_planner import MAX_GRID
-from tflm_ext.errors import NothingPatchableError
+from tflm_ext.errors import NothingPatchableError, TflmExtError
 from tflm_ext.interpreter import ARENA_ALIGNMENT
 from tflm_ext.patching import patch_model
+from tflm_ext.planner import PlannerSpec
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the custom op needs g++")
 
@@ -64,3 +66,51 @@ def test_unpatchable_model_is_refused():
     for mode in ("custom", "stream", "builtin"):
         with pytest.raises(NothingPatchableError):
             patch_model(pool_first_model(), mode=mode)
+
+
+def test_custom_mode_keeps_the_plan_of_smallest_total_arena(inverted_residual_int8_model):
+    """The firmware reserves head + tail. On this model the head-optimal plan's two stages
+    (one on 2 strips) leave more of TFLM's persistent structures than one longer stream:
+    the driver keeps the latter, smaller in total though its head is not the smallest,
+    and TFLM plans exactly the head simulated for it."""
+    from tflm_ext.patching import rewrite_all
+    from tflm_ext.planner import plan
+    from tflm_ext.rewrite import verify
+
+    outcome = patch_model(inverted_residual_int8_model, mode="custom", inputs=2)
+    head_first = plan(inverted_residual_int8_model, PlannerSpec())
+    by_head = verify(
+        inverted_residual_int8_model, rewrite_all(inverted_residual_int8_model, head_first), 2
+    )
+
+    after = outcome.report.arena_after
+    assert outcome.applied and after.head == outcome.plan.planned_head
+    assert abs(outcome.plan.planned_arena - after.total) < ARENA_ALIGNMENT
+    assert outcome.plan.stages != head_first.stages
+    assert outcome.plan.planned_head > head_first.planned_head
+    assert after.bisected_min < by_head.arena_after.bisected_min
+    assert "TFLM total arena" in outcome.plan.reason
+
+
+@pytest.mark.parametrize("mode", ["custom", "stream"])
+def test_the_row_reader_takes_the_image_out_of_the_measured_arena(
+    inverted_residual_int8_model, mode
+):
+    """Both custom-op modes: the first stage reads the image from the row reader, the
+    rewrite is verified bit-exact on whole images, and the measured arena is smaller than
+    with the image in the arena."""
+    with_image = patch_model(inverted_residual_int8_model, mode=mode, inputs=2)
+    outcome = patch_model(
+        inverted_residual_int8_model, PlannerSpec(row_reader=True), mode=mode, inputs=2
+    )
+
+    assert outcome.applied and outcome.report.identical
+    first = outcome.plan.stages[0]
+    assert (first.first_op, first.row_reader) == (0, True)
+    assert outcome.report.arena_after.head == outcome.plan.planned_head
+    assert outcome.report.arena_after.bisected_min < with_image.report.arena_after.bisected_min
+
+
+def test_builtin_mode_refuses_the_row_reader(inverted_residual_int8_model):
+    with pytest.raises(TflmExtError, match="row reader runs in the custom op"):
+        patch_model(inverted_residual_int8_model, PlannerSpec(row_reader=True), mode="builtin")

@@ -3,6 +3,7 @@ dead letters, the too-many-bad refusal, and the augmentation it applies to train
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
@@ -14,6 +15,7 @@ import soundfile as sf
 
 from components.artifacts import Clip, ClipIndex, Preprocessing, SpeechDataset
 from components.audio import speech_commands
+from components.audio.augment import WaveAugmentSpec
 from components.audio.extract_features import FeatureSpec, run
 from components.audio.feature_transforms import augment, clip_key, clip_rng
 from components.audio.frontends import peak_normalise
@@ -25,6 +27,15 @@ WORDS = {"yes": 300.0, "no": 500.0, "up": 700.0, "cat": 900.0}  # word -> tone f
 SPEAKERS = ("aaaa0000", "bbbb1111", "cccc2222", "dddd3333", "eeee4444")
 CORRUPT = "no/bbbb1111_nohash_0.wav"
 LOW_RATE = "up/cccc2222_nohash_0.wav"
+# No room or microphone effects, noise by volume: the tests of time shift and noise see
+# those alone.
+DRY = WaveAugmentSpec(
+    reverb_probability=0.0,
+    colour_probability=0.0,
+    clip_probability=0.0,
+    speed_probability=0.0,
+    noise_snr_db=None,
+)
 
 
 def _tone(freq: float, seconds: float, rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -183,7 +194,7 @@ def test_augmentation_is_deterministic_per_clip_and_copy():
 
 
 def test_time_shift_moves_the_clip_within_the_limit():
-    spec = FeatureSpec(background_frequency=0.0, time_shift_ms=100)
+    spec = FeatureSpec(background_frequency=0.0, time_shift_ms=100, augment=DRY)
     audio = np.zeros(CLIP_SAMPLES, np.float32)
     audio[8000] = 0.5
     for copy in range(1, 20):
@@ -193,7 +204,9 @@ def test_time_shift_moves_the_clip_within_the_limit():
 
 
 def test_background_noise_is_mixed_at_most_at_the_set_volume():
-    spec = FeatureSpec(background_frequency=1.0, background_volume=0.2, time_shift_ms=0)
+    spec = FeatureSpec(
+        background_frequency=1.0, background_volume=0.2, time_shift_ms=0, augment=DRY
+    )
     audio = _tone(440.0, 1.0)
     noise = [np.full(2 * CLIP_SAMPLES, 0.5, np.float32)]
     clean = peak_normalise(audio)  # mfcc mixes noise into the clip scaled to a peak of 1
@@ -206,8 +219,33 @@ def test_background_noise_is_mixed_at_most_at_the_set_volume():
 
 def test_noise_volume_is_relative_to_the_peak_normalised_clip_for_mfcc():
     """As MLPerf Tiny mixes it: a quiet recording gets the same signal-to-noise ratio."""
-    spec = FeatureSpec(background_frequency=1.0, background_volume=0.2, time_shift_ms=0)
+    spec = FeatureSpec(
+        background_frequency=1.0, background_volume=0.2, time_shift_ms=0, augment=DRY
+    )
     audio, noise = _tone(440.0, 1.0), [np.full(2 * CLIP_SAMPLES, 0.5, np.float32)]
     loud = augment(audio, noise, spec, clip_rng(0, _clip(), 1))
     quiet = augment(audio / 10, noise, spec, clip_rng(0, _clip(), 1))
     np.testing.assert_allclose(quiet, loud, atol=1e-6)
+
+
+def test_noise_at_snr_when_set_and_room_effects_on_copies():
+    audio, noise = _tone(440.0, 1.0), [np.random.default_rng(0).standard_normal(2 * CLIP_SAMPLES)]
+    snr = dataclasses.replace(DRY, noise_snr_db=(10.0, 10.0))
+    # micro: no peak normalisation, so the 0.3 tone plus noise stays clear of clipping
+    spec = FeatureSpec(frontend="micro", background_frequency=1.0, time_shift_ms=0, augment=snr)
+    clean = audio
+    added = augment(audio, noise, spec, clip_rng(0, _clip(), 1)) - clean
+    assert 10 * np.log10(np.mean(clean**2) / np.mean(added**2)) == pytest.approx(10.0, abs=0.5)
+    wet = dataclasses.replace(DRY, reverb_probability=1.0)
+    spec = FeatureSpec(background_frequency=0.0, time_shift_ms=0, augment=wet)
+    burst = np.zeros(CLIP_SAMPLES, np.float32)
+    burst[4000:6000] = _tone(440.0, 2000 / SAMPLE_RATE)
+    tail = augment(burst, [], spec, clip_rng(0, _clip(), 1))[7000:]
+    assert np.abs(tail).max() > 1e-3  # the room rings on after the word ends
+
+
+def test_feature_spec_refuses_bad_augmentation_naming_the_key():
+    with pytest.raises(pydantic.ValidationError, match="augment.rt60_s|rt60_s"):
+        FeatureSpec(augment={"rt60_s": (2.0, 1.0)})
+    with pytest.raises(pydantic.ValidationError, match="reverb_probability"):
+        FeatureSpec(augment={"reverb_probability": -0.1})

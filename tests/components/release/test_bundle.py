@@ -125,3 +125,18 @@ def test_hash_files_skips_the_manifest_and_signature(tmp_path: Path):
     (tmp_path / MANIFEST_NAME).write_text("{}")
     (tmp_path / bd.SIGNATURE_NAME).write_text("{}")
     assert [f.path for f in bd.hash_files(tmp_path)] == ["a"]
+
+
+def test_a_row_reader_model_records_the_image_it_is_fed_and_ships_the_callback(
+    tiny_int8_model, tmp_path
+):
+    """Its graph input is one row, but the application feeds the whole image through the
+    row reader: the manifest says so, and the bundle holds the callback to implement."""
+    from tflm_ext.rewrite import rewrite_stage
+
+    model = rewrite_stage(tiny_int8_model, 0, 0, (1, 1), mode="reader")
+    c = candidate(model, "6", 0.93, True)
+    bundle = bd.build(bd.BundleSpec(created_by="builder"), c, DEVICE, tmp_path / "v6")
+    assert bundle.manifest.preprocessing.input.shape == (1, 16, 16, 1)
+    assert (bundle.folder / "row_reader.h").is_file()
+    bd.verify(bundle.folder, bundle_id=bundle.bundle_id)

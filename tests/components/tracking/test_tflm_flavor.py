@@ -102,7 +102,9 @@ def test_save_model_writes_both_flavors_and_pinned_requirements(saved_model: Pat
     assert (data / tflm["model_file"]).read_bytes() == tiny_tflite.read_bytes()
     config = json.loads((data / tflm["config_file"]).read_text())
     assert config == {
-        "format_version": 2, "labels": list(LABELS), "preprocessing": PREPROCESSING.describe()
+        "format_version": 2,
+        "labels": list(LABELS),
+        "preprocessing": PREPROCESSING.describe(),
     }
     requirements = (saved_model / "requirements.txt").read_text().splitlines()
     assert any(r.startswith("tflite-micro==") for r in requirements)

@@ -1,5 +1,5 @@
 """Tests for components.tracking.track against real MLflow stores: an embedded SQLite file, and once
-a real ``mlflow server`` subprocess on a loopback port (skipped when it cannot start).
+a real ``mlflow server`` subprocess on a loopback port (``conftest.mlflow_server``).
 
 The candidate is the tiny int8 model of ``test_tflm_flavor`` with hand-built artifacts;
 nothing is mocked.
@@ -9,12 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 from types import MappingProxyType
 
@@ -44,7 +38,6 @@ from tests.components.tracking.test_tflm_flavor import (
 HISTORY = {"loss": (1.0, 0.7, 0.5), "val_loss": (1.1, 0.8, 0.6), "accuracy": (0.3, 0.5, 0.7)}
 PARAMS = {"train": {"epochs": 3, "lr": 0.001}, "quantize": {"representative_examples": 8}}
 DEVICE = "nucleo-f746zg"
-SERVER_START_S = 45
 
 
 def _candidate(root: Path, tflite: Path, accuracy: float, gate_passed: bool | None) -> dict:
@@ -236,65 +229,18 @@ def test_run_that_cannot_log_is_marked_failed(store: Path, tmp_path: Path, tiny_
     assert run.info.status == "FAILED" and run.info.run_name == "broken"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, server: subprocess.Popen, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and server.poll() is None:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
-                if response.status == 200:
-                    return True
-        except OSError:
-            time.sleep(0.3)
-    return False
-
-
-@pytest.fixture
-def mlflow_server(tmp_path: Path):
-    """A real tracking server with a SQLite backend and a local artifact root."""
-    port = _free_port()
-    command = [
-        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-        "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
-        "--artifacts-destination", str(tmp_path / "server-artifacts"),
-    ]  # fmt: skip
-    log_path = tmp_path / "server.log"
-    with log_path.open("wb") as log_file:
-        server = subprocess.Popen(
-            command, cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        if not _wait_healthy(url, server, SERVER_START_S):
-            pytest.skip(f"mlflow server did not start within {SERVER_START_S} s: "
-                        f"{log_path.read_text()[-500:]}")  # fmt: skip
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-
-
-def test_run_against_a_tracking_server(mlflow_server: str, tmp_path: Path, tiny_tflite: Path):
+def test_run_against_a_tracking_server(mlflow_server, tmp_path: Path, tiny_tflite: Path):
+    url = mlflow_server.url
     result = track.run(
-        track.TrackSpec(), tracking_uri=mlflow_server,
+        track.TrackSpec(), tracking_uri=url, local_dir=tmp_path / "kept",
         **_candidate(tmp_path, tiny_tflite, accuracy=0.8, gate_passed=True),
     )  # fmt: skip
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(url)
     assert client.get_run(result.run_id).data.tags["gate.passed"] == "true"
     artifacts = {a.path for a in client.list_artifacts(result.run_id, "firmware")}
     assert "firmware/model_data.cc" in artifacts
-    assert track.production_baseline(mlflow_server, "kws-ds-cnn") is None
-    track.promote(mlflow_server, "kws-ds-cnn", result.model_version)
-    baseline = track.production_baseline(mlflow_server, "kws-ds-cnn")
+    assert track.production_baseline(url, "kws-ds-cnn") is None
+    track.promote(url, "kws-ds-cnn", result.model_version)
+    baseline = track.production_baseline(url, "kws-ds-cnn")
     assert baseline["int8_accuracy"] == pytest.approx(0.8)
     assert np.isclose(baseline[f"estimated_latency_ms.{DEVICE}"], 1.5)
