@@ -44,8 +44,10 @@ def run(
     tracking_uri: str | None = None,
     pipeline_args: Sequence[str] = (),
     progress: bool = True,
+    force: bool = False,
 ) -> SearchRun:
-    """Search ``config``'s grid against ``config.devices``."""
+    """Search ``config``'s grid against ``config.devices``; ``force`` rebuilds every
+    candidate (the data stages stay cached: ``run --force data`` redoes those)."""
     spec = config.search
     if spec.resolutions and config.pipeline != "vww":
         raise PipelineError(
@@ -71,6 +73,7 @@ def run(
     found = search.run(
         spec, stages, examples, data_keys, config.devices, root / "store",
         default_resolution=default_resolution, pipeline_args=pipeline_args, progress=progress,
+        force=force,
     )  # fmt: skip
     root.mkdir(parents=True, exist_ok=True)
     table, results = root / "search.md", root / "candidates.json"

@@ -36,6 +36,10 @@ def add_parser(sub) -> None:
     )  # fmt: skip
     search.add_argument("--runner", help="Beam runner (default: the config's search.runner)")
     search.add_argument("--tracking-uri", help="MLflow tracking URI (default: the work dir's)")
+    search.add_argument(
+        "--force", action="store_true",
+        help="rebuild every candidate instead of reusing the ones already measured",
+    )  # fmt: skip
     search.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -49,8 +53,9 @@ def search(args: argparse.Namespace, extra: list[str]) -> int:
     if args.runner:
         cfg = cfg.model_copy(update={"search": dataclasses.replace(cfg.search, runner=args.runner)})
     found = search_pipeline.run(
-        cfg, tracking_uri=args.tracking_uri, pipeline_args=extra, progress=not args.no_progress
-    )
+        cfg, tracking_uri=args.tracking_uri, pipeline_args=extra,
+        progress=not args.no_progress, force=args.force,
+    )  # fmt: skip
     print(found.table.read_text())
     print(f"MLflow parent run {found.parent_run_id}; table {found.table}")
     if not found.all_fit:

@@ -58,8 +58,10 @@ def run(
     default_resolution: int | None = None,
     pipeline_args: Sequence[str] = (),
     progress: bool = True,
+    force: bool = False,
 ) -> outcome.SearchOutcome:
-    """Search, measure and decide; ``examples`` and ``data_keys`` are by resolution."""
+    """Search, measure and decide; ``examples`` and ``data_keys`` are by resolution;
+    ``force`` rebuilds every unit instead of reusing what the store holds."""
     from components import beam_stage
 
     candidates = space.grid(spec, stages.train, default_resolution)
@@ -75,10 +77,12 @@ def run(
     deadline = time.time() + spec.max_wall_seconds if spec.max_wall_seconds else None
     ctx = units.SearchContext(
         Path(store).resolve(), dict(examples), stages.quantize, stages.patch,
-        stages.evaluate, tuple(devices), deadline,
+        stages.evaluate, tuple(devices), deadline, force,
     )  # fmt: skip
     cache = ctx.cache()
-    stored = {c.key for *_, c in jobs if cache.load("candidate", c.key) is not None}
+    stored = (
+        set() if force else {c.key for *_, c in jobs if cache.load("candidate", c.key) is not None}
+    )
     log.info("search: %d candidates, %d already measured", len(jobs), len(stored))
     if len(stored) < len(jobs):
         args = _runner_args(spec, pipeline_args, len(jobs))

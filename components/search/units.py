@@ -47,6 +47,7 @@ class SearchContext:
     evaluate: EvaluateSpec
     devices: tuple[DeviceSpec, ...]
     deadline: float | None  # time.time() after which no new unit starts
+    force: bool = False  # rebuild every unit instead of reusing the stored ones
 
     def cache(self) -> StageCache:
         return StageCache(self.store)
@@ -129,7 +130,7 @@ def _unit(ctx: SearchContext, kind: str, key: str, build):
     workers never build one unit twice), else None when the search is out of time. A
     failure of the project's stages is stored as a :class:`UnitFailure`."""
     cache = ctx.cache()
-    if (found := cache.load(kind, key)) is not None:
+    if not ctx.force and (found := cache.load(kind, key)) is not None:
         log.info("search: %s %s reused", kind, key)
         return found
     if ctx.out_of_time():
@@ -143,4 +144,4 @@ def _unit(ctx: SearchContext, kind: str, key: str, build):
             log.warning("search: %s %s failed: %s", kind, key, e)
             return UnitFailure(f"{type(e).__name__}: {e}")
 
-    return cache.compute(kind, key, build_or_fail)[0]
+    return cache.compute(kind, key, build_or_fail, force=ctx.force)[0]
