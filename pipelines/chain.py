@@ -219,7 +219,8 @@ def run(
                 version=tracking.model_version, devices=config.devices, gates=gates,
                 work_dir=config.work_dir,
             )  # fmt: skip
-            track.tag_run(uri, tracking.run_id, released.tags())
+            track.tag_run(uri, tracking.run_id, released.tags(), kept=tracking.kept,
+                      spec=config.track)  # fmt: skip
     return ChainResult(trained, pruned, candidate, patched, evaluation, gates, tracking,
                        released, timings, tuple(stages.reused),
                        tuple(stages.computed))  # fmt: skip

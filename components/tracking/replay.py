@@ -56,6 +56,7 @@ class TrackingResult:
     run_id: str
     model_uri: str
     model_version: str | None
+    kept: Path | None = None  # a server run's local copy, which `tflm-pipelines upload` replays
 
 
 def is_server(tracking_uri: str) -> bool:
@@ -100,8 +101,8 @@ def upload(folder: Path, tracking_uri: str) -> TrackingResult:
     from mlflow import MlflowClient
 
     local = MlflowClient(local_uri(_require_store(folder)))
-    run = _the_run(local, folder)
-    step = _Steps(folder, tracking_uri, run.info.run_id)
+    run = the_run(local, folder)
+    step = Steps(folder, tracking_uri, run.info.run_id)
     remote = MlflowClient(tracking_uri)
     with step("the experiment"):
         experiment_id = _experiment(remote, local.get_experiment(run.info.experiment_id).name)
@@ -129,7 +130,7 @@ def upload(folder: Path, tracking_uri: str) -> TrackingResult:
     return TrackingResult(remote_run, model_uri, version)
 
 
-class _Steps:
+class Steps:
     """Names each step of a copy in the log and, when the server fails, in a ComponentError
     that says where everything is kept and how to finish the copy."""
 
@@ -160,7 +161,7 @@ def _require_store(folder: Path) -> Path:
     return Path(folder)
 
 
-def _the_run(local: MlflowClient, folder: Path) -> Run:
+def the_run(local: MlflowClient, folder: Path) -> Run:
     from mlflow.entities import ViewType
 
     experiments = [e.experiment_id for e in local.search_experiments(view_type=ViewType.ALL)]

@@ -20,6 +20,7 @@ it is set for that call alone and restored afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -339,7 +340,7 @@ def run(
     folder = _new_local_copy(Path(local_dir or Path(str(params.get("work_dir", "."))) / "tracking"))
     kept = _log_run(spec, replay.local_uri(folder), candidate)
     log.info("run %s kept in %s; uploading it to %s", kept.run_id, folder, tracking_uri)
-    return upload(folder, tracking_uri, spec)
+    return dataclasses.replace(upload(folder, tracking_uri, spec), kept=folder)
 
 
 def upload(folder: Path, tracking_uri: str, spec: TrackSpec | None = None) -> TrackingResult:
@@ -396,11 +397,32 @@ def _start_run(client: MlflowClient, tracking_uri: str, spec: TrackSpec, c: _Can
         raise ComponentError(f"cannot start an MLflow run at {tracking_uri}: {e}") from e
 
 
-def tag_run(tracking_uri: str, run_id: str, tags: Mapping[str, str]) -> None:
-    """Add tags to a finished run (what later stages, such as the release, decided)."""
+def tag_run(
+    tracking_uri: str,
+    run_id: str,
+    tags: Mapping[str, str],
+    *,
+    kept: Path | None = None,
+    spec: TrackSpec | None = None,
+) -> None:
+    """Add tags to a finished run (what later stages, such as the release, decided). A
+    server run's local copy (``kept``) is tagged first, so when the server fails the error
+    names the upload command that replays the tags with the rest: nothing is lost."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    if kept is not None:
+        local = MlflowClient(replay.local_uri(kept))
+        local_run = replay.the_run(local, kept).info.run_id
+        for key, value in tags.items():
+            local.set_tag(local_run, key, value)
+        spec = spec or TrackSpec()
+        retries = spec.server_max_retries, spec.server_backoff_factor, spec.server_timeout_s
+        with replay.retrying(*retries), replay.Steps(kept, tracking_uri, local_run)("tags"):
+            remote = MlflowClient(tracking_uri)
+            for key, value in tags.items():
+                remote.set_tag(run_id, key, value)
+        return
     client = MlflowClient(tracking_uri)
     try:
         for key, value in tags.items():

@@ -139,6 +139,27 @@ def test_server_killed_between_logging_calls_loses_nothing(mlflow_server, tmp_pa
     assert len(MlflowClient(url).search_model_versions(f"name='{MODEL}'")) == 1
 
 
+def test_tags_after_the_run_survive_a_server_that_died_since(mlflow_server, tmp_path,
+                                                            tiny_tflite, capsys):  # fmt: skip
+    """The release stage tags a run after it was uploaded: with the server gone by then,
+    the tags land in the kept copy, the error names the upload command, and the upload
+    puts them on the server's run."""
+    url, root = mlflow_server.url, tmp_path / "client"
+    result = _track(url, root, tiny_tflite)
+    assert result.kept == _kept_folder(root)
+    mlflow_server.kill()
+    spec = track.TrackSpec(**FAST)
+    with pytest.raises(ComponentError) as error:
+        track.tag_run(url, result.run_id, {"release.devices": "board_a"}, kept=result.kept,
+                      spec=spec)  # fmt: skip
+    assert "while logging tags of run" in str(error.value)
+    assert f"tflm-pipelines upload {result.kept} --tracking-uri {url}" in str(error.value)
+    assert _local_record(result.kept)["tags"]["release.devices"] == "board_a"
+    mlflow_server.start()
+    _upload(result.kept, url, capsys)
+    assert MlflowClient(url).get_run(result.run_id).data.tags["release.devices"] == "board_a"
+
+
 def test_upload_refuses_a_folder_that_holds_no_run(tmp_path, capsys):
     assert cli.main(["upload", str(tmp_path), "--tracking-uri", "http://127.0.0.1:1"]) == 1
     assert f"{tmp_path}: not a run kept for upload" in capsys.readouterr().err
