@@ -43,8 +43,8 @@ def log_search(
         parent_id = parent.info.run_id
         stamp = int(time.time() * 1000)
         flat = [Param(k, v) for k, v in track.flatten_params(params).items()]
-        for start in range(0, len(flat), 100):
-            client.log_batch(parent_id, params=flat[start : start + 100])
+        for chunk in track._chunks(flat, track._BATCH):  # MLflow's cap per log_batch call
+            client.log_batch(parent_id, params=chunk)
         for m in result.measured:
             if m.ok:
                 _log_candidate(client, experiment_id, parent_id, m, stamp)
