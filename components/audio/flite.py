@@ -25,6 +25,9 @@ from components.audio.espeak import Batch, Rendition
 from components.errors import ComponentError
 
 PREFIX = "flite:"
+#: The recorded speakers the Debian package ships, as the generator names them (the voice
+#: group ``flite`` in a voice list).
+VOICES = (f"{PREFIX}awb", f"{PREFIX}rms", f"{PREFIX}slt", f"{PREFIX}kal16")
 INSTALL_HINT = "apt-get install flite (Debian/Ubuntu)"
 # The diphone voices (kal, kal16) take an absolute mean F0; the clustergen voices (awb, rms,
 # slt) a factor on their own F0 contour (rms ignores it; the generator's replay-speed warp
@@ -47,7 +50,8 @@ def _program() -> str:
     path = shutil.which("flite")
     if path is None:
         raise ComponentError(
-            f"voices named '{PREFIX}...' need CMU Flite, which is not installed: {INSTALL_HINT}"
+            f"voices named '{PREFIX}...' need CMU Flite, which is not installed: {INSTALL_HINT}, "
+            "or leave the 'flite' voices out of data.synth.train_voices"
         )
     return path
 

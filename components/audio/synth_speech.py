@@ -73,6 +73,9 @@ TRAIN_VOICES = tuple(
     for k in range(2)
     for i, variant in enumerate(TRAIN_VARIANTS)
 )
+#: Names that stand for a list of voices in ``train_voices``: ``espeak`` the list above
+#: (no system package needed), ``flite`` CMU Flite's four recorded speakers.
+VOICE_GROUPS = {"espeak": TRAIN_VOICES, "flite": flite.VOICES}
 VALIDATION_VOICES = (
     "en-us+m2", "en-gb-x-gbclan+Hugo", "en-029+f4", "en+grandma", "en-us-nyc+klatt3",
     "en-gb-scotland+paul",
@@ -114,6 +117,16 @@ class SynthSpec:
     pitch_range: tuple[int, int] = (20, 90)  # eSpeak intonation range, 0 = monotone
     level_dbfs: tuple[float, float] = (-24.0, -3.0)  # peak level of the spoken word
     channel_probability: float = pydantic.Field(0.5, ge=0.0, le=1.0)  # random band/EQ colour
+
+    @pydantic.field_validator("train_voices", mode="before")
+    @classmethod
+    def _expand_voice_groups(cls, voices):
+        """``[espeak, flite]`` -> every voice of both groups, in order, each once: a config
+        says which synthesizers train without listing 80 voices."""
+        if isinstance(voices, str) or not isinstance(voices, (list, tuple)):
+            return voices
+        expanded = [v for name in voices for v in VOICE_GROUPS.get(name, (name,))]
+        return tuple(dict.fromkeys(expanded))
 
     def __post_init__(self) -> None:
         _check_words(self.keywords, self.unknown_words)

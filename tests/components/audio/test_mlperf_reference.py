@@ -11,43 +11,28 @@ folder is absent.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from components.audio import frontends
+from components.audio import frontends, mlperf_kws
 from tests.shared_data import require
 from tflm_ext import input_details, run_batch
 from tflm_ext.inference import TensorDetails, dequantize, quantize
 
 log = logging.getLogger(__name__)
 
-# Output order of the reference model (shared/models/README.md); file names carry the index.
-LABELS = ("down", "go", "left", "no", "off", "on", "right", "stop", "up", "yes",
-          "silence", "unknown")  # fmt: skip
 # The reference model's input quantization (shared/data/mlperf_tiny_kws/README.md).
 REFERENCE_INPUT = TensorDetails(
     shape=(1, 49, 10, 1), dtype=np.dtype(np.int8), scale=0.5847029, zero_point=83
 )
 
 
-def _label(path: Path) -> int:
-    """``tst_000000_Stop_7.bin`` -> 7, checked against the label's name."""
-    _, _, name, index = path.stem.split("_")
-    assert LABELS[int(index)] == name.lower(), path.name
-    return int(index)
-
-
 @pytest.fixture(scope="module")
 def vectors():
     """Raw clips as floats in [-1, 1], MLPerf's int8 features and the labels, by file name."""
-    root = require("data", "mlperf_tiny_kws")
-    paths = sorted((root / "td_samples").glob("*.bin"))
-    clips = np.stack([np.fromfile(p, dtype="<i2") for p in paths]).astype(np.float32) / 32768
-    reference = np.stack([np.fromfile(root / "mfcc" / p.name, dtype=np.int8) for p in paths])
-    labels = np.array([_label(p) for p in paths])
-    return clips, reference.reshape(len(paths), 49, 10), labels
+    read = mlperf_kws.read(require("data", "mlperf_tiny_kws"))
+    return read.clips, read.features, read.reference_index
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +43,7 @@ def features(vectors):
 def test_the_shared_folder_holds_the_59_mlperf_clips(vectors):
     clips, reference, labels = vectors
     assert clips.shape == (59, 16000) and reference.shape == (59, 49, 10)
-    assert len(set(labels)) == len(LABELS)  # every class, silence and unknown included
+    assert len(set(labels)) == len(mlperf_kws.REFERENCE_LABELS)  # silence and unknown too
 
 
 def test_mfcc_equals_mlperf_test_vectors_within_one_lsb(vectors, features):

@@ -273,3 +273,11 @@ def test_default_spec_is_sized_for_training_and_holds_voices_out():
 
 def _fields(spec: SynthSpec) -> dict:
     return {name: getattr(spec, name) for name in spec.__dataclass_fields__}
+
+
+def test_voice_groups_expand_in_order_each_voice_once():
+    from components.audio import flite
+
+    spec = SynthSpec(train_voices=("espeak", "flite", "flite:slt", "en-us+m1"))
+    assert spec.train_voices == (*synth_speech.TRAIN_VOICES, *flite.VOICES)
+    assert SynthSpec(train_voices=["flite"]).train_voices == flite.VOICES
