@@ -251,6 +251,10 @@ def _configure_logging(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    if not verbose:
+        from pipelines.quiet_startup import quiet_tensorflow_startup
+
+        quiet_tensorflow_startup()
 
 
 def _run(args: argparse.Namespace, extra: list[str]) -> int:

@@ -198,3 +198,20 @@ def test_third_party_noise_stays_out_of_the_output():
     )  # fmt: skip
     assert done.stderr == ""
     assert "pipeline: vww" in done.stdout
+
+
+def test_tensorflow_start_up_lines_stay_out_unless_verbose():
+    """TensorFlow's Abseil start-up lines ignore TF_CPP_MIN_LOG_LEVEL; the CLI hides them."""
+    script = "from pipelines import cli; cli._configure_logging({}); import tensorflow"
+    quiet, verbose = (
+        subprocess.run(
+            [sys.executable, "-c", script.format(v)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stderr  # fmt: skip
+        for v in (False, True)
+    )
+    assert "absl::InitializeLog" not in quiet and "oneDNN" not in quiet, quiet
+    assert "absl::InitializeLog" in verbose  # what --verbose keeps, and what the test guards
