@@ -26,9 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import multiprocessing
 import os
-import random
 import sqlite3
 import sys
 import tempfile
@@ -150,28 +148,19 @@ def _tracked_versions(root: Path, folders: list[Path]) -> str:
 
 
 def _concurrency_rows(root: Path, folders: list[Path], writers: int, actions: int):
+    from components.release import load_test
     from components.release.registry import DeviceRegistry
     from tests.components.release.conftest import DEVICE, MODEL
     from tests.components.release.test_concurrency import _check_slot
 
     registry = _registry(root)
     ids = [registry.add(folder).bundle_id for folder in folders[:4]]
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(writers), ctx.Queue()
-    procs = [
-        ctx.Process(target=_writer, args=(str(root), ids, seed, actions, barrier, results))
-        for seed in range(writers)
-    ]
-    for p in procs:
-        p.start()
-    outcomes = [results.get(timeout=600) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
-    errors = [e for *_, e in outcomes if e]
+    outcomes = load_test.concurrent_actions(root, ids, MODEL, DEVICE.name, writers, actions)
+    errors = [o.error for o in outcomes if o.error]
     if errors:
         raise SystemExit(f"a writer failed: {errors[0]}")
-    seconds = max(o[2] for o in outcomes) - min(o[1] for o in outcomes)
-    done = sorted(i for o in outcomes for i in o[0])
+    seconds = max(o.end for o in outcomes) - min(o.start for o in outcomes)
+    done = sorted(i for o in outcomes for i in o.action_ids)
     history = DeviceRegistry.local(root).history()
     lost = len(done) != writers * actions or [a.id for a in history] != done
     for stage in {a.stage for a in history}:
@@ -181,7 +170,7 @@ def _concurrency_rows(root: Path, folders: list[Path], writers: int, actions: in
     with contextlib.closing(sqlite3.connect(root / "registry.db")) as db:
         integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
         dangling = db.execute("PRAGMA foreign_key_check").fetchall()
-    refused = sum(o[3] for o in outcomes)
+    refused = sum(o.refused for o in outcomes)
     return [
         ("concurrent writers (P x K)", f"{writers} x {actions} on one local store"),
         ("concurrent actions per second", f"{len(done) / seconds:.1f} ({seconds:.2f} s)"),
@@ -192,32 +181,6 @@ def _concurrency_rows(root: Path, folders: list[Path], writers: int, actions: in
             "yes" if not lost and integrity == "ok" and not dangling else "NO",
         ),
     ]
-
-
-def _writer(root: str, bundle_ids: list[str], seed: int, actions: int, barrier, results):
-    """K successful random actions (``test_concurrency``'s mix); report ids, start and end
-    times, refusals and any unexpected error."""
-    from components.errors import ComponentError
-    from components.release.promotion_rules import RegistrySpec
-    from components.release.registry import DeviceRegistry
-    from tests.components.release.test_concurrency import EXPECTED_REFUSALS, _act
-
-    done, refused, error, start = [], 0, "", time.monotonic()
-    try:
-        registry = DeviceRegistry.local(Path(root), spec=RegistrySpec(max_attempts=2000))
-        rng = random.Random(seed)
-        barrier.wait(timeout=300)
-        start = time.monotonic()
-        while len(done) < actions:
-            try:
-                done.append(_act(registry, rng, bundle_ids, seed).id)
-            except ComponentError as e:
-                if not any(text in str(e) for text in EXPECTED_REFUSALS):
-                    raise
-                refused += 1
-    except Exception as e:  # reported to the parent, which fails on it
-        error = f"{type(e).__name__}: {e}"
-    results.put((done, start, time.monotonic(), refused, error))
 
 
 def _timed(function, *args) -> float:

@@ -10,48 +10,14 @@ every rollback must have restored what the stack of promotions says it should.
 
 from __future__ import annotations
 
-import multiprocessing
-import random
-from pathlib import Path
-
-from components.errors import ComponentError
-from components.release.backend import PROMOTE, ROLLBACK, STAGES
+from components.release import load_test
+from components.release.backend import PROMOTE, ROLLBACK
 from components.release.manifest import ModelRef
-from components.release.promotion_rules import RegistrySpec
 from components.release.registry import DeviceRegistry, deployment_stack
 from tests.components.release.conftest import DEVICE, MODEL, with_manifest
 
 WORKERS = 8
-OPERATIONS = 8  # per worker
-EXPECTED_REFUSALS = ("is already at", "nothing to roll back")
-
-
-def _worker(root: str, bundle_ids: list[str], seed: int, barrier, results) -> None:
-    """Run OPERATIONS random actions; always report (an unexpected error included)."""
-    done, refused, errors = [], 0, []
-    try:
-        registry = DeviceRegistry.local(Path(root), spec=RegistrySpec(max_attempts=2000))
-        rng = random.Random(seed)
-        barrier.wait(timeout=120)
-        for _ in range(OPERATIONS):
-            try:
-                done.append(_act(registry, rng, bundle_ids, seed).id)
-            except ComponentError as e:
-                if not any(text in str(e) for text in EXPECTED_REFUSALS):
-                    raise
-                refused += 1
-    except Exception as e:  # reported to the test, which fails on it
-        errors.append(f"{type(e).__name__}: {e}")
-    results.put((seed, done, refused, errors))
-
-
-def _act(registry: DeviceRegistry, rng: random.Random, bundle_ids: list[str], seed: int):
-    stage = rng.choice(STAGES)
-    if rng.random() < 0.6:
-        return registry.promote(
-            rng.choice(bundle_ids), stage, actor=f"worker-{seed}", force=True, reason="load test"
-        )
-    return registry.rollback(MODEL, DEVICE.name, stage, actor=f"worker-{seed}")
+ACTIONS = 8  # successful ones, per worker
 
 
 def test_concurrent_promotions_and_rollbacks_leave_a_consistent_registry(bundles, tmp_path):
@@ -65,22 +31,12 @@ def test_concurrent_promotions_and_rollbacks_leave_a_consistent_registry(bundles
     bundle_ids = [registry.add(folder).bundle_id for folder in folders]
     assert len(set(bundle_ids)) == 4
 
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(WORKERS), ctx.Queue()
-    workers = [
-        ctx.Process(target=_worker, args=(str(root), bundle_ids, seed, barrier, results))
-        for seed in range(WORKERS)
-    ]
-    for w in workers:
-        w.start()
-    outcomes = [results.get(timeout=120) for _ in workers]
-    for w in workers:
-        w.join(timeout=30)
-        assert w.exitcode == 0
-
-    succeeded = sorted(i for _, done, _, _ in outcomes for i in done)
-    assert [e for *_, errors in outcomes for e in errors] == []
-    assert sum(len(d) + r for _, d, r, _ in outcomes) == WORKERS * OPERATIONS
+    outcomes = load_test.concurrent_actions(
+        root, bundle_ids, MODEL, DEVICE.name, WORKERS, ACTIONS, timeout_s=120
+    )
+    assert [o.error for o in outcomes if o.error] == []
+    succeeded = sorted(i for o in outcomes for i in o.action_ids)
+    assert len(succeeded) == WORKERS * ACTIONS
     history = registry.history()
     assert [a.id for a in history] == succeeded, "an action was lost or invented"
     assert len(history) == len(set(succeeded)) > WORKERS
