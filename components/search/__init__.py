@@ -86,7 +86,8 @@ def run(
     log.info("search: %d candidates, %d already measured", len(jobs), len(stored))
     if len(stored) < len(jobs):
         args = _runner_args(spec, pipeline_args, len(jobs))
-        with _StoreProgress(cache, [c.key for *_, c in jobs], progress):
+        since = time.time() if force else None  # under --force, old entries do not count
+        with _StoreProgress(cache, [c.key for *_, c in jobs], progress, since):
             beam_stage.run_pipeline(
                 spec.runner, args,
                 lambda p: _build(p, parents, ctx), "the fit-to-device search",
@@ -132,12 +133,22 @@ class _StoreProgress:
     """A bar over the candidates, advanced by polling the store: it works whichever
     runner (and whichever machine) measures them."""
 
-    def __init__(self, cache: StageCache, keys: list[str], enabled: bool) -> None:
-        self.cache, self.keys, self.enabled = cache, keys, enabled
+    def __init__(
+        self, cache: StageCache, keys: list[str], enabled: bool, since: float | None = None
+    ) -> None:
+        self.cache, self.keys, self.enabled, self.since = cache, keys, enabled, since
         self.stop = threading.Event()
 
     def _count(self) -> int:
-        return sum(self.cache.entry("candidate", k).is_dir() for k in self.keys)
+        """Candidates in the store (published after ``since``, when given)."""
+        return sum(self._done(self.cache.entry("candidate", k)) for k in self.keys)
+
+    def _done(self, entry: Path) -> bool:
+        try:
+            published = entry.stat().st_mtime
+        except FileNotFoundError:
+            return False
+        return self.since is None or published >= self.since
 
     def _poll(self, bar) -> None:
         while not self.stop.wait(2.0):
