@@ -23,6 +23,7 @@ ARCHITECTURES: dict[str, str] = {
     "mobilenet_v1": "components.models.mobilenet_v1",
     "mobilenet_v2": "components.models.mobilenet_v2",
     "mcunet": "components.models.mcunet",
+    "plain_cnn": "components.models.plain_cnn",
 }
 
 

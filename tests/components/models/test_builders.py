@@ -18,13 +18,14 @@ VISION = ("mobilenet_v1", "mobilenet_v2", "mcunet")
 #: Input shapes each architecture is built on: its own, another resolution, grayscale.
 SHAPES = {
     "ds_cnn": ((49, 10, 1),),
-    **{name: ((96, 96, 3), (64, 80, 3), (96, 96, 1)) for name in VISION},
+    **{name: ((96, 96, 3), (64, 80, 3), (96, 96, 1)) for name in (*VISION, "plain_cnn")},
 }
 DEFAULTS = {
     "ds_cnn": {"filters": 64, "blocks": 4, "dropout": 0.2},
     "mobilenet_v1": {"alpha": 0.25, "dropout": 0.0, "l2": 1e-4},
     "mobilenet_v2": {"alpha": 0.35, "dropout": 0.2, "l2": 1e-4},
     "mcunet": {"alpha": 0.5, "dropout": 0.2, "l2": 1e-4},
+    "plain_cnn": {"filters": 8, "blocks": 4, "dropout": 0.0, "l2": 1e-4},
 }
 #: What TFLM's reference kernels run and every vision model may use.
 VISION_OPS = {
@@ -103,7 +104,7 @@ def test_builds_with_exact_input_and_output(name: str, shape) -> None:
 def test_modules_import_without_keras() -> None:
     code = (
         "import sys\n"
-        "from components.models import ds_cnn, mcunet, mobilenet_v1, mobilenet_v2\n"
+        "from components.models import ds_cnn, mcunet, mobilenet_v1, mobilenet_v2, plain_cnn\n"
         "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -268,3 +269,33 @@ def test_mcunet_patch_stage_window_on_the_int8_graph(converted) -> None:
     centre = rf.Span(side // 2, side // 2 + 1)
     window = rf.tile_regions(chain, rf.Region(centre, centre))[0]
     assert len(window.rows) == len(window.cols) == mcunet.first_stage_receptive_field()
+
+
+def test_plain_cnn_widens_with_filters_and_refuses_what_it_cannot_build() -> None:
+    counts = [models.build("plain_cnn", (32, 32, 3), 2, {"filters": f}).count_params()
+              for f in (4, 8, 16)]  # fmt: skip
+    assert counts[0] < counts[1] < counts[2]
+    for values in ({"filters": 0}, {"blocks": 7}, {"dropout": 1.0}, {"l2": -1.0}):
+        with pytest.raises(pydantic.ValidationError):
+            models.options("plain_cnn", values)
+    with pytest.raises(ComponentError, match="below 1x1"):
+        models.build("plain_cnn", (8, 8, 3), 2, {"blocks": 4})
+
+
+def test_plain_cnn_int8_model_runs_on_tflm() -> None:
+    import tflm_ext
+    from tflm_ext.graph_stats import graph_stats
+    from tflm_ext.model_graph import read_graph
+
+    _, model_bytes = int8_model("plain_cnn", TFLM_SIZE, TFLM_CLASSES)
+    graph = read_graph(model_bytes)
+    ops = [op.name for op in graph.ops]
+    assert ops.count("CONV_2D") == 4 and ops.count("MAX_POOL_2D") == 5
+    assert set(ops) <= {"CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"}
+    x = np.random.default_rng(1).uniform(0, 1, (4, *TFLM_SIZE)).astype(np.float32)
+    scores = tflm_ext.run_batch(model_bytes, x).scores
+    np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=4 / 256)
+    # 3x3 convolutions of 8, 16, 32, 64 filters at 48, 24, 12 and 6 pixels a side.
+    expected = sum(s * s * 9 * c_in * c_out for s, c_in, c_out in
+                   ((48, 3, 8), (24, 8, 16), (12, 16, 32), (6, 32, 64)))  # fmt: skip
+    assert expected <= graph_stats(model_bytes).total_macs <= expected * 1.01

@@ -1,0 +1,63 @@
+"""A plain convolutional network: full 3x3 convolutions and max pooling, in Keras 3.
+
+Why it is here: trained from scratch on the generated person-detection scenes, depthwise-
+separable networks (MobileNetV1-0.25, the MCUNet-style network) learn slowly, a few points
+above chance after 8-10 epochs, while a plain network of the same MAC count learns the task
+within 2-3 epochs (``benchmarks/vww_training.py`` measures both). On a CPU budget of
+minutes, what the default job can teach is set by that speed.
+
+``blocks`` blocks of [3x3 convolution (``filters`` doubling each block), batch norm, ReLU,
+2x2 max pooling], then a max pool over the whole map (is there a person anywhere?),
+dropout and a dense softmax. At the defaults on 96x96x3 (filters 8, 4 blocks) it has about
+10 million MACs, MobileNetV1-0.25's order (7.5 million), and 25 thousand parameters against
+its 220 thousand, so its flash is a seventh. Its largest activation is the first block's
+full-resolution map (96x96x8), the memory that patch-based inference exists to remove. The
+int8 model is CONV_2D, MAX_POOL_2D, FULLY_CONNECTED and SOFTMAX, all TFLM reference kernels.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from components.errors import ComponentError
+from components.spec import component_spec
+
+WIDTH_OPTION = "filters"  # the option a search scales (components.search)
+
+
+@component_spec
+class Options:
+    """First block's filters (doubling each block), depth, regularization and dropout."""
+
+    filters: Annotated[int, Field(gt=0, le=256)] = 8
+    blocks: Annotated[int, Field(gt=0, le=6)] = 4
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    l2: Annotated[float, Field(ge=0)] = 1e-4
+
+
+def build(input_shape: tuple[int, ...], num_classes: int, options: Options):
+    """An uncompiled plain CNN for (height, width, channels) images."""
+    import keras
+
+    layers = keras.layers
+    regularizer = keras.regularizers.L2(options.l2) if options.l2 else None
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    for block in range(options.blocks):
+        if min(x.shape[1:3]) < 2:
+            raise ComponentError(
+                f"plain_cnn: {options.blocks} blocks pool a {input_shape[:2]} input below 1x1"
+            )
+        filters = options.filters * 2**block
+        x = layers.Conv2D(filters, 3, padding="same", kernel_initializer="he_normal",
+                          kernel_regularizer=regularizer)(x)  # fmt: skip
+        x = layers.ReLU()(layers.BatchNormalization()(x))
+        x = layers.MaxPooling2D(2)(x)
+    x = layers.MaxPooling2D(pool_size=x.shape[1:3])(x)
+    x = layers.Flatten()(x)
+    if options.dropout:
+        x = layers.Dropout(options.dropout)(x)
+    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="plain_cnn")
