@@ -21,10 +21,11 @@ of smallest simulated head, the one of smallest TFLM total arena within the MAC 
 stage that ``builtin_planner.plan_builtin`` chose by measuring its candidates into builtin
 ops (a model none of whose splits shrinks the arena is reported with the reason);
 "reader" is "custom" with the row reader allowed (``PlannerSpec.row_reader``): the first
-stage may pull the image's rows from the application, so the image leaves the arena and
-the model input becomes one row (verified and timed on whole images through the host's
-reader). Extra MACs: the plan's recomputed overlaps for the custom op (which counts no MACs
-in ``graph_stats``); counted from the rewritten graph in builtin mode. The bound is the
+stage may pull the image's rows from the application, also on column strips (each strip
+reading the rows again), so the image leaves the arena and the model input becomes one row
+(verified and timed on whole images through the host's reader). Extra MACs: the plan's
+recomputed overlaps for the custom op (which counts no MACs in ``graph_stats``); counted
+from the rewritten graph in builtin mode. The bound is the
 plan's analytic bound (``planned_peak``: the larger of each stage's working set and the
 peak of the rest); the floor is the split's ``split_floor`` (every stage on its smallest
 option, what none can beat; for a builtin split, its own peak). The targets are printed at the end.

@@ -10,27 +10,32 @@ section says the same in prose.
 from __future__ import annotations
 
 from tflm_ext.model_graph import read_graph
-from tflm_ext.row_reader import reader_inputs
+from tflm_ext.row_reader import reader_inputs, reader_passes
 
 ROW_READER_NAME = "row_reader.h"
 
 
-def row_reader_image(model_bytes: bytes) -> tuple[tuple[int, ...], float, int] | None:
+def row_reader_image(model_bytes: bytes) -> tuple[tuple[int, ...], float, int, int] | None:
     """The (height, width, channels), scale and zero point of the image a row reader
-    delivers to the model's first input; None when the model reads no rows."""
+    delivers to the model's first input, and the passes over it per invoke (one per column
+    strip of the reading stage); None when the model reads no rows."""
     image = reader_inputs(model_bytes).get(0)
     if image is None:
         return None
     graph = read_graph(model_bytes)
     tensor = graph.tensors[graph.inputs[0]]
-    return image[1:], float(tensor.scales[0]), int(tensor.zero_points[0])
+    passes = reader_passes(model_bytes)[0]
+    return image[1:], float(tensor.scales[0]), int(tensor.zero_points[0]), passes
 
 
-def row_reader_text(name: str, image: tuple[int, ...], scale: float, zero_point: int) -> str:
-    """The row_reader.h source: the image's geometry and quantization, the callback to
-    implement and its registration."""
+def row_reader_text(
+    name: str, image: tuple[int, ...], scale: float, zero_point: int, passes: int
+) -> str:
+    """The row_reader.h source: the image's geometry and quantization, the passes over it
+    per invoke, the callback to implement and its registration."""
     height, width, channels = image
     return _ROW_READER_TEMPLATE.format(
+        passes=passes,
         name=name,
         guard=f"{name.upper()}_ROW_READER_H_",
         height=height,
@@ -67,8 +72,13 @@ constexpr int kImageChannels = {channels};
 constexpr float kInputScale = {scale}f;
 constexpr int kInputZeroPoint = {zero_point};
 
+// Passes over the image per Invoke: rows are asked for top to bottom kImagePasses times,
+// one pass after the other (the first stage runs in that many column strips, each reading
+// every row again; 1: each row once per Invoke).
+constexpr int kImagePasses = {passes};
+
 // Implement in the application: write row `row` (asked for top to bottom, each once per
-// Invoke) of the image, width (kImageWidth) x channels (kImageChannels) values, to `dst`;
+// pass) of the image, width (kImageWidth) x channels (kImageChannels) values, to `dst`;
 // return false when the row cannot be delivered (Invoke then fails).
 bool ReadRow(void* user, int row, int8_t* dst, int width, int channels);
 
@@ -93,8 +103,9 @@ This model's first stage reads its input image row by row from your code, so the
 never sits in the arena (the arena figure above does not hold it) and the model's input
 tensor is a single row you do not fill. `{file}` gives the image's shape and quantization
 and declares the callback to implement, `{name}_rows::ReadRow(user, row, dst, width,
-channels)`: write row `row` (0 at the top, asked for in order, each once per `Invoke()`)
-as `width * channels` int8 values (NHWC) to `dst` and return true; a camera's line DMA or
-a JPEG decoder's output rows fit. Call `{name}_rows::SetUp(user)` once before the first
-`Invoke()`.
+channels)`: write row `row` (0 at the top, asked for in order, each once per pass; the
+header's `kImagePasses` passes over the image per `Invoke()`) as `width * channels` int8
+values (NHWC) to `dst` and return true; a camera's line DMA or a JPEG decoder's output rows
+fit (with more than one pass, from a frame the application can read again). Call
+`{name}_rows::SetUp(user)` once before the first `Invoke()`.
 """

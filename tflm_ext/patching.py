@@ -71,9 +71,10 @@ def patch_model(
     of smallest TFLM total arena within the MAC budget. Stream mode streams every stage on
     one strip: nothing is recomputed. With ``spec.row_reader`` a stage streaming from
     operator 0 may read the image through the application's row reader (both custom-op
-    modes; verification feeds it whole images). Builtin mode measures its candidate splits
-    instead (``builtin_planner.plan_builtin``): each tile's operators cost persistent arena
-    the custom op's model does not see.
+    modes; verification feeds it whole images); in custom mode on column strips too, each
+    strip reading the rows again, while stream mode reads each row once. Builtin mode
+    measures its candidate splits instead (``builtin_planner.plan_builtin``): each tile's
+    operators cost persistent arena the custom op's model does not see.
 
     Raises NothingPatchableError when the model has nothing patchable and TflmExtError
     when a rewrite is not bit-exact or builtin mode is asked for the row reader; returns an

@@ -89,19 +89,21 @@ def stage_options(search: Search, first: int, last: int) -> list[Option]:
 
 def stream_options(search: Search, first: int, last: int, chain: tuple) -> list[Option]:
     """The stage streamed over each strip count it can run (a strip must read every
-    intermediate tensor), and from the row reader where the spec and the stage allow."""
-    heights = streaming.ring_rows(chain)
+    intermediate tensor), and on each of them from the row reader too where the spec and
+    the stage allow (each strip reads the image's rows again: the rings narrow while the
+    image stays out of the arena)."""
+    sources = [(False, streaming.ring_rows(chain))]
+    if search.spec.row_reader and stage_rules.can_read_rows(search.graph, first, last):
+        sources.append((True, streaming.ring_rows(chain, reader=True)))
     options = []
     for strips in streaming.strip_counts(chain, search.spec.strips):
-        try:
-            options.append(make_option(search, first, last, (1, strips), chain, STREAM, heights))
-        except TflmExtError:
-            continue
-    if search.spec.row_reader and stage_rules.can_read_rows(search.graph, first, last):
-        read = streaming.ring_rows(chain, reader=True)
-        options.append(
-            make_option(search, first, last, (1, 1), chain, STREAM, read, row_reader=True)
-        )
+        for reader, heights in sources:
+            try:
+                options.append(
+                    make_option(search, first, last, (1, strips), chain, STREAM, heights, reader)
+                )
+            except TflmExtError:
+                break  # the strips do not fit this stage, from either source
     return options
 
 

@@ -26,7 +26,8 @@ class PlannerSpec:
     for streaming (clipped to the stage output's width); whether a stage streaming from
     operator 0 may read the model's input image from the application's row reader
     (``tflm_ext.row_reader``: the image leaves the arena, the model input becomes one row,
-    so the application must supply rows: off by default)."""
+    so the application must supply rows, once per column strip of that stage: off by
+    default)."""
 
     max_extra_mac_fraction: float = 0.2
     grids: tuple[int, ...] = DEFAULT_GRIDS

@@ -21,8 +21,11 @@ model:
   every operator above P; stages covering nothing above P are never needed.
 - Binary search finds the smallest P coverable within the extra MAC budget. TFLM's greedy
   planner can fragment, so the plans at that P and at the next few larger limits are each
-  simulated as TFLM plans them; the smallest arena head wins (then fewer extra MACs, then live
-  peak: MACs that do not lower the head buy nothing), provided it is below the model's own.
+  simulated as TFLM plans them, and then the plans at every further limit below the smallest
+  head found so far (a plan's head is never below its live peak, so no larger limit can
+  win; the cheapest plan at a limit may fragment where a dearer one at a nearby limit does
+  not); the smallest arena head wins (then fewer extra MACs, then live peak: MACs that do
+  not lower the head buy nothing), provided it is below the model's own.
   ``ranked_plans`` gives the runners-up too, in that order, so that ``tflm_ext.patching``
   can keep the one whose TFLM total arena (head + the tail no model here sees) is smallest.
 - With stage slots left over, stretches no stage covers are fused too, as streamed stages
@@ -68,6 +71,7 @@ log = logging.getLogger(__name__)
 
 _ALTERNATIVES = 8  # leading stages reported besides the chosen one
 _HEAD_CHECKS = 16  # peak limits tried when TFLM's greedy plan does not shrink
+_MORE_HEAD_CHECKS = 256  # further limits tried while they stay below the best head found
 __all__ = [
     "DEFAULT_GRIDS",
     "DEFAULT_STRIPS",
@@ -175,8 +179,13 @@ def _ranked(search: po.Search) -> tuple[list[tuple[po.Option, ...]], str]:
         middle = (low + high) // 2
         low, high = (low, middle) if _cover(search, middle, search.budget) else (middle + 1, high)
     limits = sorted({o.step_bytes for opts in search.options.values() for o in opts} | {low})
+    limits = [p for p in limits if low <= p < original_peak]
     plans: dict[tuple[po.Option, ...], tuple[int, int]] = {}
-    for limit in [p for p in limits if low <= p < original_peak][:_HEAD_CHECKS]:
+    for limit in limits[:_HEAD_CHECKS]:
+        _weigh(search, limit, plans)
+    for limit in limits[_HEAD_CHECKS : _HEAD_CHECKS + _MORE_HEAD_CHECKS]:
+        if not plans or limit >= min(head for head, _ in plans.values()):
+            break  # a plan's head is at least its live peak: no larger limit can win
         _weigh(search, limit, plans)
     for head in sorted({head for head, _ in plans.values() if low <= head < original_peak}):
         _weigh(search, head, plans)

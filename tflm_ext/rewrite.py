@@ -77,8 +77,9 @@ def rewrite_stage(
     """Replace ops[first_op..last_op] by one TFLM_EXT_PATCH_STAGE op over a (rows, cols) grid
     of tiles; with mode "stream" by one that streams rows over grid = (1, column strips)
     (no recomputation on one strip; a global pool may end the stage); with mode "reader"
-    by one that streams from the application's row reader (``tflm_ext.row_reader``), the
-    model input then being one row that only describes the image; with mode "builtin" by
+    by one that streams the same way from the application's row reader
+    (``tflm_ext.row_reader``; each strip reads the rows again), the model input then being
+    one row that only describes the image; with mode "builtin" by
     per-tile builtin operators over the grid (no custom kernel needed; a smaller saving, see
     ``passes.split_stage_builtin``).
 

@@ -4,7 +4,9 @@ reader, which serves those rows from an image in host memory.
 A stage fused with ``rewrite_stage(..., mode="reader")`` pulls its input rows through the
 application's callback instead of the model's input tensor, so the image never sits in the
 arena; the input tensor shrinks to one row (1, 1, width, channels) that keeps its name,
-type and quantization. Firmware registers the callback with
+type and quantization. On a stage streamed in column strips, each strip reads the rows
+again (``reader_passes``: passes over the image per invoke). Firmware registers the
+callback with
 ``tflm_ext::patch_stage::SetRowReader`` (``kernels/patch_stage.h``) before ``Invoke``; on
 the host, the project's kernel library exports ``TflmExtSetRowImage``, which
 ``HostRowReader`` points at one int8 image before each invoke. Used by
@@ -28,6 +30,16 @@ ROW_IMAGE_SYMBOL = "TflmExtSetRowImage"
 def reader_inputs(model_bytes: bytes) -> dict[int, tuple[int, int, int, int]]:
     """Model input positions a row reader delivers, each with the whole image's shape
     (1, height, width, channels) its stage reads."""
+    return {i: (1, *stage.input_shape) for i, stage in _reading_stages(model_bytes).items()}
+
+
+def reader_passes(model_bytes: bytes) -> dict[int, int]:
+    """Model input positions a row reader delivers, each with the passes over the image
+    its stage makes per invoke: one per column strip (rows top to bottom in each)."""
+    return {i: stage.grid[1] for i, stage in _reading_stages(model_bytes).items()}
+
+
+def _reading_stages(model_bytes: bytes) -> dict[int, patch_op.PatchStage]:
     graph = read_graph(model_bytes)
     found = {}
     for op in graph.ops:
@@ -35,7 +47,7 @@ def reader_inputs(model_bytes: bytes) -> dict[int, tuple[int, int, int, int]]:
             continue
         stage = patch_op.decode_options(op.custom_options)
         if stage.input_source == patch_op.InputSource.ROW_READER and op.inputs[0] in graph.inputs:
-            found[graph.inputs.index(op.inputs[0])] = (1, *stage.input_shape)
+            found[graph.inputs.index(op.inputs[0])] = stage
     return found
 
 

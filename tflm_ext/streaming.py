@@ -21,7 +21,9 @@ waits for while the other branch runs ahead.
 
 With a row reader (``reader_channels``: the stage input comes from the application's
 callback, not from the arena) the stage input is pulled like any other tensor, into a ring
-of whole input rows: its consumers' window.
+of whole input rows: its consumers' window. On several strips each strip pulls the rows
+again and reads its columns of them (the reader serves the image once per strip), so the
+other rings shrink to a strip's width while the image still never exists whole.
 
 Scratch layout (the kernel's): the pool's int32 sums first (4 B per channel), then each
 ring in tensor order (the reader's first), unaligned (int8).
@@ -62,15 +64,13 @@ def stream_cost(
 ) -> StreamCost:
     """What streaming the chain over ``strips`` column strips allocates and recomputes
     (``heights``: the chain's ``ring_rows`` when already computed; ``reader_channels``: the
-    stage input's channels when a row reader delivers it, which needs one strip).
+    stage input's channels when a row reader delivers it, whole rows on any strip count).
 
     Raises TflmExtError when the strips do not fit the stage output, when a strip reads
     nothing of some intermediate tensor (the kernel refuses such strips), or when a global
     pool is not the chain's last op or is cut into strips.
     """
     _check_pools(chain, strips)
-    if reader_channels and strips != 1:
-        raise TflmExtError(f"a row reader feeds a stage streamed in one strip, not {strips}")
     whole = rf.full_region(chain)
     rows = rf.axis_spans(chain, "rows", whole.rows)
     cols = [rf.axis_spans(chain, "cols", s) for s in rf.split_span(len(whole.cols), strips)]

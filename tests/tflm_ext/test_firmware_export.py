@@ -32,6 +32,7 @@ from tflm_ext.firmware_export import (
     export_firmware,
     firmware_kernel_files,
 )
+from tflm_ext.firmware_rows import row_reader_image, row_reader_text
 from tflm_ext.isolation import run_isolated
 from tflm_ext.patch_op import OP_NAME
 from tflm_ext.rewrite import rewrite_stage
@@ -511,11 +512,22 @@ def test_a_row_reading_model_ships_the_callback_to_implement(
     for constant, value in (("Height", height), ("Width", width), ("Channels", channels)):
         assert f"constexpr int kImage{constant} = {value};" in header
     assert f"constexpr int kInputZeroPoint = {int(image.quantization.zero_points[0])};" in header
+    assert "constexpr int kImagePasses = 1;" in header  # one strip: each row once per Invoke
     assert "bool ReadRow(void* user, int row, int8_t* dst, int width, int channels);" in header
     assert "SetRowReader(ReadRow, user)" in header
     readme = reading_rows.readme.read_text()
     assert "## The image, row by row" in readme and "g_model_rows::ReadRow" in readme
     assert "row_reader.h" not in plain.readme.read_text()
+
+
+def test_a_stage_reading_rows_on_strips_asks_for_the_image_once_per_strip(
+    tiny_int8_model: bytes,
+) -> None:
+    """Each column strip reads every row again: row_reader.h says how many passes."""
+    model = rewrite_stage(tiny_int8_model, 0, 0, (1, 2), mode="reader")
+    image = row_reader_image(model)
+    assert image is not None and image[3] == 2
+    assert "constexpr int kImagePasses = 2;" in row_reader_text("g_model", *image)
 
 
 @needs_gxx

@@ -298,7 +298,7 @@ def test_c_parser_reads_what_python_encodes(tmp_path: Path, stage: PatchStage) -
         (replace(STREAMED, grid=(2, 1)), "not one row of strips in streaming"),
         (
             replace(STREAMED, execution=Execution.TILES, input_source=InputSource.ROW_READER),
-            "a row reader feeds only a stage streamed in one strip",
+            "a row reader feeds only a streamed stage",
         ),
     ],
     ids=["pool in tiles", "pool not last", "two rows of strips", "row reader on tiles"],

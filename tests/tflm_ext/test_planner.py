@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+from dataclasses import replace
 
 import pytest
 
@@ -232,14 +233,21 @@ def test_spare_stage_slots_fuse_the_rest_at_no_cost() -> None:
 @needs_gxx
 def test_a_row_reader_takes_the_image_out_of_the_arena(mobile_stage_model: bytes) -> None:
     """Only when asked for: the first stage then streams the image from the row reader,
-    and the head no longer holds the 96x96x3 input."""
+    and the head no longer holds the 96x96x3 input. Its wide rings shrink further on column
+    strips (each strip reads the rows again), which the planner picks over one strip within
+    the MAC budget; bit-exact, and TFLM plans exactly the simulated head."""
     assert not any(s.row_reader for s in plan(mobile_stage_model, PlannerSpec()).stages)
     spec = PlannerSpec(row_reader=True)
     patch_plan = plan(mobile_stage_model, spec)
+    one_strip = plan(mobile_stage_model, replace(spec, strips=(1,)))
 
     first = patch_plan.stages[0]
     assert (first.first_op, first.execution, first.row_reader) == (0, "stream", True)
-    assert first.rewrite_mode == "reader" and "stream (row reader)" in plan_table(patch_plan)
+    assert first.grid[1] > 1 and 0 < first.extra_macs <= patch_plan.extra_macs
+    assert one_strip.stages[0].row_reader and one_strip.stages[0].grid == (1, 1)
+    assert patch_plan.planned_head < one_strip.planned_head
+    assert first.rewrite_mode == "reader" and "strips | " in plan_table(patch_plan)
+    assert "stream (row reader)" in plan_table(patch_plan)
     assert patch_plan.planned_head < plan(mobile_stage_model, PlannerSpec()).planned_head
     _check_valid(mobile_stage_model, patch_plan, spec)
     report = verify(mobile_stage_model, _rewrite(mobile_stage_model, patch_plan), inputs=2)

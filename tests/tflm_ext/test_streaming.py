@@ -306,8 +306,22 @@ def test_a_row_reader_rings_the_stage_input_like_any_tensor() -> None:
     assert streaming.ring_rows(chain, reader=True) == (3, 3, 0)
     cost = streaming.stream_cost(chain, reader_channels=3)
     assert cost.ring_widths[0] == H and cost.ring_bytes[0] == 3 * H * 3
-    with pytest.raises(TflmExtError, match="row reader feeds a stage streamed in one strip"):
-        streaming.stream_cost(chain, 2, reader_channels=3)
+
+
+def test_a_row_reader_on_strips_reads_whole_rows_and_narrows_the_other_rings() -> None:
+    """On two strips the reader's ring still holds whole input rows (each strip reads the
+    rows again, its columns of them), every other ring is a strip wide, and the overlap
+    recomputed is exactly that of the same strips fed from the arena."""
+    chain = (_conv(3, 2, channels=4), _conv(3, size=8, inputs=(1,)), _conv(size=8, inputs=(2,)))
+    whole = streaming.stream_cost(chain, reader_channels=3)
+    strips = streaming.stream_cost(chain, 2, reader_channels=3)
+    from_arena = streaming.stream_cost(chain, 2)
+
+    assert strips.ring_rows == whole.ring_rows == (3, 3, 1, 0)
+    assert strips.ring_widths[0] == H and strips.ring_bytes[0] == whole.ring_bytes[0]
+    assert strips.ring_widths[1:3] == from_arena.ring_widths[1:3] == (5, 4)  # 3x3's halo: 1
+    assert strips.ring_bytes[1:] < whole.ring_bytes[1:]
+    assert strips.extra_macs == from_arena.extra_macs > 0 == whole.extra_macs
 
 
 def _image_input_shape(model_bytes: bytes) -> tuple[int, ...]:
@@ -315,16 +329,26 @@ def _image_input_shape(model_bytes: bytes) -> tuple[int, ...]:
 
 
 @needs_gxx
-@pytest.mark.parametrize(("fixture", "last_op"), [("kinds_model", 5), ("trunk_model", None)])
+@pytest.mark.parametrize(
+    ("fixture", "last_op", "strips"),
+    [
+        ("kinds_model", 5, 1),
+        ("trunk_model", None, 1),
+        ("kinds_model", 5, 3),
+        ("trunk_model", 12, 2),
+    ],
+    ids=["kinds", "trunk to the pool", "kinds on 3 strips", "trunk up to its pool on 2 strips"],
+)
 def test_a_stage_reading_rows_is_bit_exact_and_holds_no_image(
-    request: pytest.FixtureRequest, fixture: str, last_op: int | None
+    request: pytest.FixtureRequest, fixture: str, last_op: int | None, strips: int
 ) -> None:
-    """The model input shrinks to one row; the host's reader serves each example's image;
-    outputs match the original bit for bit and TFLM plans the predicted head, which no
-    longer holds the image."""
+    """The model input shrinks to one row; the host's reader serves each example's image
+    (once per strip); outputs match the original bit for bit and TFLM plans the predicted
+    head, which no longer holds the image; on strips the rings narrow further (residual
+    ADDs and their skip rings included)."""
     model = request.getfixturevalue(fixture)
     last = _ops(model).index("MEAN") if last_op is None else last_op
-    rewritten = rewrite_stage(model, 0, last, (1, 1), mode="reader")
+    rewritten = rewrite_stage(model, 0, last, (1, strips), mode="reader")
     _, height, width, channels = _image_input_shape(model)
 
     assert _image_input_shape(rewritten) == (1, 1, width, channels)
@@ -332,8 +356,11 @@ def test_a_stage_reading_rows_is_bit_exact_and_holds_no_image(
     assert report.identical, report.first_mismatch
     measured = profile(rewritten)
     assert measured.arena is not None and measured.arena.head == measured.planned_head
-    streamed = profile(rewrite_stage(model, 0, last, (1, 1), mode="stream"), measure=False)
+    streamed = profile(rewrite_stage(model, 0, last, (1, strips), mode="stream"), measure=False)
     assert measured.planned_head < streamed.planned_head
+    if strips > 1:
+        one_strip = profile(rewrite_stage(model, 0, last, (1, 1), mode="reader"), measure=False)
+        assert measured.planned_head < one_strip.planned_head
 
 
 @needs_gxx
@@ -373,7 +400,7 @@ def _invoke_without_reader(model_bytes: bytes) -> None:
 
 
 def test_a_row_reader_only_feeds_a_model_input_read_by_its_stage(trunk_model) -> None:
-    with pytest.raises(TflmExtError, match="one strip, not"):
-        rewrite_stage(trunk_model, 0, 3, (1, 2), mode="reader")
+    with pytest.raises(TflmExtError, match="one row of strips, not"):
+        rewrite_stage(trunk_model, 0, 3, (2, 2), mode="reader")
     with pytest.raises(TflmExtError, match="feeds a model input, not tensor"):
         rewrite_stage(trunk_model, 1, 4, (1, 1), mode="reader")

@@ -154,8 +154,7 @@ Status CheckExecution(const Stage& stage) {
   const int source = stage.header[kHeaderInputSource];
   if ((execution != kExecutionTiles && execution != kExecutionStream) ||
       (source != kInputTensor && source != kInputRowReader) ||
-      (source == kInputRowReader &&
-       (execution != kExecutionStream || stage.header[kHeaderGridCols] != 1))) {
+      (source == kInputRowReader && execution != kExecutionStream)) {
     return kBadExecution;
   }
   for (int i = 0; i < stage.op_count; ++i) {
@@ -360,7 +359,7 @@ const char* StatusText(Status status) {
       return "missing persistent or scratch memory";
     case kBadExecution:
       return "the execution (tiles or streaming) or the input source is not one this kernel "
-             "runs (a row reader feeds only a stage streamed in one strip)";
+             "runs (a row reader feeds only a streamed stage)";
     case kBadStreamOp:
       return "a global pool runs only streamed, as the stage's last op (it reads every row "
              "before it writes)";

@@ -37,10 +37,13 @@
 //
 // The stage input and output are full tensors in the arena, not scratch, so the op's working
 // set is input tensor + output tensor + scratch, which is what the planner predicts. With
-// input source kInputRowReader (streaming, one strip) the stage input is not in the arena:
-// the operator's input tensor is one row (1, 1, width, channels) that only describes it, and
-// the stage pulls rows from the application's RowReader (SetRowReader) into a ring of its
-// first consumers' window, placed in the scratch before the other rings.
+// input source kInputRowReader (streaming, on any strip count) the stage input is not in the
+// arena: the operator's input tensor is one row (1, 1, width, channels) that only describes
+// it, and the stage pulls whole rows from the application's RowReader (SetRowReader) into a
+// ring of its first consumers' window of rows, placed in the scratch before the other rings.
+// Each column strip pulls the rows again and reads only its columns of them: the reader
+// serves the image once per strip, which is what lets the rings shrink to a strip's width
+// while the image still never exists whole.
 #ifndef TFLM_EXT_KERNELS_PATCH_STAGE_H_
 #define TFLM_EXT_KERNELS_PATCH_STAGE_H_
 
@@ -192,8 +195,9 @@ struct Stage {
 // The application's source of stage-input rows for input source kInputRowReader: writes row
 // `row` (0 at the top) of the stage input, `width` x `channels` int8 values (NHWC), to
 // `dst`, and returns false when it cannot. Rows are asked for top to bottom, each once per
-// invocation. One reader serves the process (every such stage): set it before Invoke;
-// nullptr unsets it.
+// column strip of the stage (kHeaderGridCols passes over the image per invocation, one pass
+// after the other). One reader serves the process (every such stage): set it before
+// Invoke; nullptr unsets it.
 using RowReader = bool (*)(void* user, int row, int8_t* dst, int width, int channels);
 void SetRowReader(RowReader reader, void* user);
 

@@ -85,11 +85,12 @@ def stream_patch_stage(
 def read_rows_patch_stage(
     model: model_editor.Model, first_op: int, last_op: int, grid: tuple[int, int]
 ) -> None:
-    """Fuse ops[first_op..last_op] into one streamed patch-stage op that reads the model's
-    input image row by row from the application's row reader; the model input, which only
-    this stage may read, shrinks to one row (1, 1, width, channels) that describes it."""
-    if tuple(grid) != (1, 1):
-        raise TflmExtError(f"a row reader feeds a stage streamed in one strip, not {grid}")
+    """Fuse ops[first_op..last_op] into one patch-stage op that streams rows in ``grid[1]``
+    column strips (``grid[0]`` must be 1) and reads the model's input image row by row from
+    the application's row reader, once per strip; the model input, which only this stage
+    may read, shrinks to one row (1, 1, width, channels) that describes it."""
+    if grid[0] != 1:
+        raise TflmExtError(f"a row reader feeds a stage streamed in one row of strips, not {grid}")
     fuse_patch_stage(model, first_op, last_op, grid, Execution.STREAM, InputSource.ROW_READER)
 
 

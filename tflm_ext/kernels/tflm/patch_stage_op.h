@@ -11,7 +11,8 @@
 // Size the arena with tflm_ext's measurement of the rewritten model: the op requests its
 // scratch (tile windows, or streaming rings) in Prepare, so TFLM's planner (and the measured
 // head) already account for it. A model rewritten to read its image from a row reader (its
-// input tensor is one row) needs the application's rows, e.g. straight from a camera:
+// input tensor is one row) needs the application's rows, e.g. straight from a camera (top
+// to bottom, once per column strip of that stage: row_reader.h's kImagePasses):
 //
 //   bool ReadRow(void* camera, int row, int8_t* dst, int width, int channels);
 //   tflm_ext::patch_stage::SetRowReader(ReadRow, &camera);  // before Invoke()
