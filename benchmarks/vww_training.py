@@ -9,9 +9,9 @@ front of ``pipelines.vww``, cached as in a run) with the run's optimiser (Adam a
 ``train.learning_rate``, batch ``train.batch_size``) but no augmentation or early stopping,
 and prints per epoch the accuracy on the training batches as they were fitted (``fit``:
 does it learn at all?) and on the held-out test split (``test``: does what it learnt carry
-over to unseen backgrounds and figure styles?), with the wall time. ``plain_cnn`` is a
-reference, not a product model: four 3x3 convolutions with max pooling at full resolution
-(about 36 M MACs), the kind of network that learns such a task fastest.
+over to unseen backgrounds and figure styles?), with the wall time. An architecture may
+carry builder options, e.g. ``--architecture plain_cnn:filters=16``; the config's
+``train.model`` applies to ``train.architecture`` itself.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_ARCHITECTURES = ("mobilenet_v1", "mcunet", "plain_cnn")
+DEFAULT_ARCHITECTURES = ("mobilenet_v1", "mcunet", "plain_cnn", "plain_cnn:filters=16")
 
 
 def main() -> int:
@@ -52,6 +52,7 @@ def main() -> int:
 
 def _curve(architecture: str, examples, spec, epochs: int) -> list[tuple[str, str]]:
     import keras
+    import yaml
 
     from components import example_records, models
 
@@ -59,12 +60,12 @@ def _curve(architecture: str, examples, spec, epochs: int) -> list[tuple[str, st
     train = example_records.dataset(examples, "train", spec.batch_size, shuffle=True,
                                     seed=spec.seed)  # fmt: skip
     test = example_records.dataset(examples, "test", spec.batch_size)
-    shape, classes = examples.example_shape, len(examples.labels)
-    if architecture == "plain_cnn":
-        model = _plain_cnn(shape, classes)
-    else:
-        model = models.build(architecture, shape, classes, spec.model if
-                             architecture == spec.architecture else None)  # fmt: skip
+    name, _, given = architecture.partition(":")
+    options = dict(spec.model) if name == spec.architecture else {}
+    options.update(
+        (k, yaml.safe_load(v)) for k, v in (o.split("=", 1) for o in given.split(",") if o)
+    )
+    model = models.build(name, examples.example_shape, len(examples.labels), options)
     model.compile(optimizer=keras.optimizers.Adam(spec.learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])  # fmt: skip
     rows, start = [("parameters", f"{model.count_params():,}")], time.monotonic()
@@ -75,20 +76,6 @@ def _curve(architecture: str, examples, spec, epochs: int) -> list[tuple[str, st
         rows.append((f"epoch {epoch}: fit / test accuracy, seconds",
                      f"{fitted:.3f} / {held_out:.3f}, {seconds:.0f} s"))  # fmt: skip
     return rows
-
-
-def _plain_cnn(shape: tuple[int, ...], classes: int):
-    import keras
-
-    layers = keras.layers
-    inputs = keras.Input(shape=shape)
-    x = inputs
-    for filters in (16, 32, 64, 128):
-        x = layers.Conv2D(filters, 3, padding="same")(x)
-        x = layers.ReLU()(layers.BatchNormalization()(x))
-        x = layers.MaxPooling2D()(x)
-    outputs = layers.Dense(classes, activation="softmax")(layers.GlobalMaxPooling2D()(x))
-    return keras.Model(inputs, outputs)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from components.spec import component_spec
 log = logging.getLogger(__name__)
 
 PositiveInt = Annotated[int, Field(gt=0)]
-Architecture = Literal["ds_cnn", "mobilenet_v1", "mobilenet_v2", "mcunet"]
+Architecture = Literal["ds_cnn", "mobilenet_v1", "mobilenet_v2", "mcunet", "plain_cnn"]
 
 
 @component_spec
@@ -140,11 +140,13 @@ def run(
 
 def fit(
     model, train, val, learning_rate, epochs: int, patience: int, progress: bool = True,
-    resume_dir: Path | None = None,
+    resume_dir: Path | None = None, *, loss="sparse_categorical_crossentropy",
+    metrics=("accuracy",),
 ):  # fmt: skip
     """Compile ``model`` with Adam at ``learning_rate`` (a rate or a schedule), fit it on the
     ``train`` dataset (validating on ``val`` when given), stop early keeping the best epoch,
-    and return the per-epoch history. Pruning's fine-tuning runs through here too.
+    and return the per-epoch history. Pruning's fine-tuning runs through here too, with its
+    own ``loss`` and ``metrics`` when it distills (targets that carry the teacher's outputs).
 
     With ``resume_dir`` the weights, optimizer state and history are backed up there after
     every epoch (``keras.callbacks.BackupAndRestore``) and restored when it holds a backup,
@@ -154,11 +156,7 @@ def fit(
 
     from components.progress import EpochProgress
 
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=list(metrics))
     callbacks = [
         keras.callbacks.EarlyStopping(
             monitor="val_loss" if val is not None else "loss",
@@ -209,18 +207,26 @@ def _whole_history(path: Path):
 
 
 def _schedule(spec: TrainSpec, train_examples: int):
-    """Cosine decay to 5% of the peak, or the rate halved at each of ``step_epochs``."""
+    """Training's rate: see :func:`rate_schedule`."""
+    steps_per_epoch = math.ceil(train_examples / spec.batch_size)
+    return rate_schedule(spec.schedule, spec.learning_rate, spec.epochs, steps_per_epoch,
+                         spec.step_epochs)  # fmt: skip
+
+
+def rate_schedule(
+    kind: str, rate: float, epochs: int, steps_per_epoch: int, step_epochs: tuple[int, ...] = ()
+):
+    """Cosine decay from ``rate`` to 5% of it over ``epochs`` (``cosine``), the rate halved
+    at each of ``step_epochs`` (``step``), or ``rate`` throughout (``constant``, or ``step``
+    without epochs). Pruning's fine-tuning takes the same schedules."""
     import keras
 
-    steps_per_epoch = math.ceil(train_examples / spec.batch_size)
-    if spec.schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(
-            spec.learning_rate, spec.epochs * steps_per_epoch, alpha=0.05
-        )
-    if not spec.step_epochs:
-        return spec.learning_rate
-    boundaries = [e * steps_per_epoch for e in sorted(spec.step_epochs)]
-    values = [spec.learning_rate / 2**i for i in range(len(boundaries) + 1)]
+    if kind == "cosine":
+        return keras.optimizers.schedules.CosineDecay(rate, epochs * steps_per_epoch, alpha=0.05)
+    if kind == "constant" or not step_epochs:
+        return rate
+    boundaries = [e * steps_per_epoch for e in sorted(step_epochs)]
+    values = [rate / 2**i for i in range(len(boundaries) + 1)]
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
