@@ -9,14 +9,17 @@ float model for ``--epochs`` (fewer than the default run), and prints a table of
 accuracy on the held-out generated voices and on the real speakers' ten keywords in
 ``../shared/data/speech_commands``. No quantization, patching or TFLM: those do not change
 which augmentation helps (the full benchmark gives the int8 figures of the chosen default).
-Rows are cumulative: each adds one change to the row above it. Rows that share a feature
-spec share one extraction. The last row needs CMU Flite (``apt-get install flite``).
+Rows are cumulative: each adds one change to the row above it, except the front-end row,
+which swaps MLPerf Tiny's ``mfcc`` for TFLM's ``micro`` front end on that row alone. Rows
+that share a feature spec share one extraction. The baseline drops the config's Flite
+voices; the row that adds them back needs CMU Flite (``apt-get install flite``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import os
 import sys
@@ -34,10 +37,9 @@ NO_EFFECTS = {
     "speed_probability": 0.0,
     "noise_snr_db": None,
 }
-# Flite's recorded speakers (components.audio.flite), added to the training voices only.
-FLITE_VOICES = ("flite:awb", "flite:rms", "flite:slt", "flite:kal16")
 # name -> the change it adds: features.augment fields, features fields, SpecAugment on,
-# extra training voices. Cumulative: each row keeps every change above it.
+# extra training voices. Cumulative: each row keeps every change above it, but a change
+# marked "alone" applies to its own row only.
 ROWS: dict[str, dict] = {
     "baseline (noise by volume, shift)": {},
     "+ reverberation": {"augment": {"reverb_probability": 0.5}},
@@ -46,7 +48,11 @@ ROWS: dict[str, dict] = {
     },
     "+ noise at 0-25 dB SNR": {"augment": {"noise_snr_db": (0.0, 25.0)}},
     "+ 2 augmented copies": {"features": {"augment_copies": 2}},
-    "+ Flite voices (needs flite)": {"voices": FLITE_VOICES},
+    "+ Flite voices (needs flite)": {"voices": "flite"},
+    "front end: TFLM's micro (98x40) instead of mfcc, this row only": {
+        "features": {"frontend": "micro"},
+        "alone": True,
+    },
     "+ SpecAugment": {"spec_augment": True},
 }
 
@@ -67,7 +73,7 @@ def main() -> int:
     from pipelines import config
 
     cfg = config.load(args.config, args.overrides)
-    real = _real_keywords(args.real_clips) if args.real_clips.is_dir() else None
+    real = args.real_clips if args.real_clips.is_dir() else None
     rows, extracted, indexes = [], {}, {}
     for name, synth, features, train_spec in _cumulative(cfg):
         if args.only and not any(name.startswith(p) for p in args.only):
@@ -80,7 +86,8 @@ def main() -> int:
             extracted[synth, features] = _extract(features, indexes[synth], out)
         examples = extracted[synth, features]
         spec = dataclasses.replace(train_spec, epochs=args.epochs)
-        held_out, real_acc = _train_and_score(spec, examples, real, args.work_dir / "model")
+        real_set = _real_keywords(real, features.frontend) if real else None
+        held_out, real_acc = _train_and_score(spec, examples, real_set, args.work_dir / "model")
         minutes = (time.perf_counter() - started) / 60
         rows.append((name, f"{held_out:.3f} | {real_acc} | {minutes:.1f} min"))
         print(f"{name}: {rows[-1][1]}", flush=True)
@@ -90,34 +97,35 @@ def main() -> int:
 
 
 def _cumulative(cfg):
-    """(row name, extra voices, FeatureSpec, TrainSpec) per row, each adding its change."""
+    """(row name, training voices, FeatureSpec, TrainSpec) per row, each adding its change."""
+    from components.audio import flite
     from components.train import SpecAugmentSpec
 
     augment = dataclasses.replace(cfg.features.augment, **NO_EFFECTS)
     features = dataclasses.replace(cfg.features, augment=augment, augment_copies=1)
     train_spec = dataclasses.replace(cfg.train, spec_augment=None)
-    voices: tuple[str, ...] = ()
+    voices = tuple(v for v in cfg.data.synth.train_voices if not flite.is_flite(v))
     for name, change in ROWS.items():
         augment = dataclasses.replace(features.augment, **change.get("augment", {}))
-        features = dataclasses.replace(features, augment=augment, **change.get("features", {}))
+        row = dataclasses.replace(features, augment=augment, **change.get("features", {}))
         if change.get("spec_augment"):
             train_spec = dataclasses.replace(train_spec, spec_augment=SpecAugmentSpec())
-        voices += change.get("voices", ())
-        yield name, voices, features, train_spec
+        if change.get("voices") == "flite":
+            voices += flite.VOICES
+        yield name, voices, row, train_spec
+        if not change.get("alone"):
+            features = row
 
 
-def _index(cfg, extra_voices: tuple[str, ...], out_dir: Path):
-    """The clip index of the config's data, with ``extra_voices`` added to the training
-    voices of a generated set (written to ``out_dir``; the config's own set is reused)."""
+def _index(cfg, voices: tuple[str, ...], out_dir: Path):
+    """The clip index of the config's data; a generated set is spoken by ``voices`` in
+    training (written to ``out_dir``, reused there when unchanged)."""
     from components.artifacts import SpeechDataset
     from components.audio import speech_commands, synth_speech
 
     if cfg.data.source != "synth":
         dataset = SpeechDataset(root=Path(cfg.data.path))
-    elif not extra_voices:
-        dataset = synth_speech.run(cfg.data.synth, cfg.work_dir / "data" / "synth", False)
     else:
-        voices = cfg.data.synth.train_voices + extra_voices
         spec = dataclasses.replace(cfg.data.synth, train_voices=voices)
         dataset = synth_speech.run(spec, out_dir, False)
     return speech_commands.run(cfg.data.reader, dataset)
@@ -129,8 +137,9 @@ def _extract(features, index, out_dir: Path):
     return extract_features.run(features, index, out_dir)
 
 
-def _real_keywords(root: Path):
-    """MFCC features and labels of the real speakers' ten keywords (all their clips)."""
+@functools.cache
+def _real_keywords(root: Path, frontend: str):
+    """``frontend`` features and labels of the real speakers' ten keywords (all clips)."""
     import numpy as np
 
     from components import preprocessing
@@ -138,7 +147,8 @@ def _real_keywords(root: Path):
     from components.audio.speech_commands import LABELS
 
     paths = [p for word in KEYWORDS for p in sorted((root / word).glob("*.wav"))]
-    x = preprocessing.prepare(Preprocessing(kind="audio", frontend="mfcc"), [str(p) for p in paths])
+    prep = Preprocessing(kind="audio", frontend=frontend)
+    x = preprocessing.prepare(prep, [str(p) for p in paths])
     labels = list(LABELS)
     return x, np.array([labels.index(p.parent.name) for p in paths])
 
