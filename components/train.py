@@ -33,7 +33,8 @@ from components.spec import component_spec
 log = logging.getLogger(__name__)
 
 PositiveInt = Annotated[int, Field(gt=0)]
-Architecture = Literal["ds_cnn", "mobilenet_v1", "mobilenet_v2", "mcunet", "plain_cnn"]
+# The builders' registry is the one list of architectures a config may name.
+Architecture = Literal[tuple(models.ARCHITECTURES)]
 
 
 @component_spec
