@@ -104,7 +104,6 @@ def _recipe_spec(cfg, name: str):
 
 def _parent(cfg, parent_entry: Path | None, examples_entry: Path | None):
     """(trained parent, example set): the named entries, else the config's own stages."""
-    from components import train
     from components.stage_cache import load_artifact
     from pipelines import chain
     from pipelines.config import PIPELINES
@@ -115,9 +114,7 @@ def _parent(cfg, parent_entry: Path | None, examples_entry: Path | None):
     front = importlib.import_module(module)
     stages = chain.Stages.open(cfg, front.STAGES, None)
     examples = front.data_front(cfg, stages=stages)
-    inputs = (stages.keys[section], cfg.train)
-    trained, _ = stages.run("train", inputs, lambda out: train.run(
-        cfg.train, examples, out, resume_dir=stages.scratch("train", inputs)))  # fmt: skip
+    trained, _ = chain.train_stage(cfg, examples, stages.keys[section], stages)
     return trained, examples
 
 

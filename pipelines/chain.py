@@ -161,6 +161,16 @@ class ChainResult:
         return all(g.passed for g in self.gates)
 
 
+def train_stage(config: ChainConfig, examples: ExampleSet, examples_key: str, stages: Stages,
+                progress: bool = True) -> tuple[TrainedModel, str]:  # fmt: skip
+    """The cached train stage on ``examples`` (cached under ``examples_key``): the trained
+    model and its key; a killed training resumes from its scratch folder."""
+    inputs = (examples_key, config.train)
+    return stages.run("train", inputs, lambda out: train.run(
+        config.train, examples, out, progress=progress, resume_dir=stages.scratch("train", inputs),
+    ))  # fmt: skip
+
+
 def run(
     config: ChainConfig,
     examples: ExampleSet,
@@ -181,11 +191,7 @@ def run(
     examples_key = examples_key or fingerprint(
         examples, files_fingerprint(p for p in examples.directory.rglob("*") if p.is_file())
     )
-    train_inputs = (examples_key, config.train)
-    trained, trained_key = stages.run("train", train_inputs, lambda out: train.run(
-        config.train, examples, out, progress=progress,
-        resume_dir=stages.scratch("train", train_inputs),
-    ))  # fmt: skip
+    trained, trained_key = train_stage(config, examples, examples_key, stages, progress)
     pruned, pruned_key = stages.run("prune", (trained_key, examples_key, config.prune),
         lambda out: prune.run(config.prune, trained, examples, out, progress=progress))  # fmt: skip
     trained = pruned.trained
