@@ -93,6 +93,7 @@ class OpKind(enum.IntEnum):
     PAD = 4
     GLOBAL_AVERAGE_POOL = 5  # version 2, streamed, last op: AVERAGE_POOL_2D over the map
     MEAN = 6  # version 2, streamed, last op: MEAN over height and width
+    MAX_POOL = 7  # version 2: MAX_POOL_2D over a window (tiles or streamed)
 
 
 class Execution(enum.IntEnum):
@@ -109,7 +110,7 @@ class InputSource(enum.IntEnum):
     ROW_READER = 1  # reserved: rows pulled from an application callback
 
 
-_VERSION_2_KINDS = (OpKind.GLOBAL_AVERAGE_POOL, OpKind.MEAN)
+_VERSION_2_KINDS = (OpKind.GLOBAL_AVERAGE_POOL, OpKind.MEAN, OpKind.MAX_POOL)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from tests.int8_models import convert_on_noise, seeded_keras
-from tests.tflm_ext.hand_models import pool_first_model
+from tests.tflm_ext.hand_models import unsupported_first_model
 from tflm_ext.builtin_planner import MAX_GRID
 from tflm_ext.errors import NothingPatchableError, TflmExtError
 from tflm_ext.interpreter import ARENA_ALIGNMENT
@@ -65,7 +65,7 @@ def test_builtin_mode_keeps_the_model_when_its_extra_ops_cost_more(inverted_resi
 def test_unpatchable_model_is_refused():
     for mode in ("custom", "stream", "builtin"):
         with pytest.raises(NothingPatchableError):
-            patch_model(pool_first_model(), mode=mode)
+            patch_model(unsupported_first_model(), mode=mode)
 
 
 def test_custom_mode_keeps_the_plan_of_smallest_total_arena(inverted_residual_int8_model):

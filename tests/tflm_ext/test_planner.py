@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from tests.shared_data import require
-from tests.tflm_ext.hand_models import pool_first_model
+from tests.tflm_ext.hand_models import unsupported_first_model
 from tflm_ext import memory_profile, stage_rules
 from tflm_ext.arena import ArenaMeasurement
 from tflm_ext.errors import NothingPatchableError, TflmExtError
@@ -135,9 +135,9 @@ def test_models_without_a_leading_stage_are_refused(prepare_bound_int8_model: by
     with pytest.raises(NothingPatchableError, match="nothing patchable: .*downsampling layer"):
         plan(prepare_bound_int8_model, TILES_ONLY)
     with pytest.raises(
-        NothingPatchableError, match=r"nothing patchable: operator 0 \(MAX_POOL_2D\)"
+        NothingPatchableError, match=r"nothing patchable: operator 0 \(SPACE_TO_DEPTH\)"
     ):
-        plan(pool_first_model(), PlannerSpec())
+        plan(unsupported_first_model(), PlannerSpec())
 
 
 @pytest.fixture(scope="module")

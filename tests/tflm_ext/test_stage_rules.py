@@ -90,7 +90,7 @@ def test_stream_cost_has_no_extra_macs_on_one_strip(tiny_int8_model: bytes) -> N
 def test_supported_ops_table_lists_every_rule() -> None:
     table = stage_rules.supported_ops_table()
     assert table.startswith("# What a patch stage runs")
-    assert "ADD, AVERAGE_POOL_2D, CONV_2D, DEPTHWISE_CONV_2D, MEAN, PAD" in table
+    assert "ADD, AVERAGE_POOL_2D, CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, MEAN, PAD" in table
     for rule in (*stage_ops.RULES, *stage_rules.TILE_RULES, *stage_rules.STREAM_RULES):
         assert f"`{rule.__name__}` | {' '.join(rule.__doc__.split())} |" in table
     assert "| stage (stream) | `rule_pool_last` |" in table

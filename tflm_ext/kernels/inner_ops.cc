@@ -91,6 +91,30 @@ void DepthwiseRow(const InnerOp& op, const Shape& in_shape, const Rows& in, cons
   }
 }
 
+void MaxPoolRow(const InnerOp& op, const Shape& in_shape, const Rows& in, int oy, int x_begin,
+                int x_end, int8_t* dst) {
+  const int kh = op[kOpKernelHeight], kw = op[kOpKernelWidth];
+  const int channels = op[kOpOutputChannels];
+  const int y_origin = oy * op[kOpStrideHeight] - op[kOpPadTop];
+  for (int ox = x_begin; ox < x_end; ++ox, dst += channels) {
+    const int x_origin = ox * op[kOpStrideWidth] - op[kOpPadLeft];
+    for (int c = 0; c < channels; ++c) {
+      int32_t largest = -128;
+      for (int ky = 0; ky < kh; ++ky) {
+        const int iy = y_origin + ky;
+        if (iy < 0 || iy >= in_shape.h) continue;
+        for (int kx = 0; kx < kw; ++kx) {
+          const int ix = x_origin + kx;
+          if (ix < 0 || ix >= in_shape.w) continue;
+          const int32_t value = in.At(iy, ix)[c];
+          largest = value > largest ? value : largest;
+        }
+      }
+      dst[c] = static_cast<int8_t>(Clamp(largest, op[kOpActivationMin], op[kOpActivationMax]));
+    }
+  }
+}
+
 // ADD: both operands rescaled to a common scale, summed, rescaled, pixel by pixel.
 void AddRow(const InnerOp& op, const int8_t* a, const int8_t* b, int pixels, int8_t* dst) {
   const int32_t scale_up = int32_t{1} << op[kOpAddLeftShift];

@@ -1,5 +1,5 @@
 // Per-row arithmetic of the inner ops of TFLM_EXT_PATCH_STAGE (CONV_2D, DEPTHWISE_CONV_2D,
-// ADD, PAD, global AVERAGE_POOL_2D and MEAN), bit-exact with TFLM's int8 reference kernels.
+// MAX_POOL_2D, ADD, PAD, global AVERAGE_POOL_2D and MEAN), bit-exact with TFLM's int8 reference kernels.
 // Internal to the kernel core (patch_stage.cc, tile_stage.cc, stream_stage.cc), which
 // decides which rows of which window to compute; free of TFLM types.
 #ifndef TFLM_EXT_KERNELS_INNER_OPS_H_
@@ -59,6 +59,10 @@ void ConvRow(const InnerOp& op, const Shape& in_shape, const Rows& in, const Wei
              int oy, int x_begin, int x_end, int8_t* dst);
 void DepthwiseRow(const InnerOp& op, const Shape& in_shape, const Rows& in, const Weights& w,
                   int oy, int x_begin, int x_end, int8_t* dst);
+// MAX_POOL_2D: the largest input value in the window (padding pixels are not candidates),
+// clamped to the fused activation; no rescaling, as in TFLM.
+void MaxPoolRow(const InnerOp& op, const Shape& in_shape, const Rows& in, int oy, int x_begin,
+                int x_end, int8_t* dst);
 void AddRow(const InnerOp& op, const int8_t* a, const int8_t* b, int pixels, int8_t* dst);
 // in_row: input row oy - pad_top from column in_x0 on, or null when that row is padding.
 void PadRow(const InnerOp& op, const Shape& in_shape, const int8_t* in_row, int in_x0,

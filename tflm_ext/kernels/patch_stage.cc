@@ -32,13 +32,15 @@ bool LayoutOf(const uint8_t* options, size_t length, int* header_words, int* op_
          ReadWord(options + 4 * kHeaderOpWords) == *op_words;
 }
 
-// The largest reach of any convolution's kernel (at least 1); 0 if out of bounds.
+// The largest reach of any convolution's or max pool's kernel (at least 1); 0 if out of bounds.
 int32_t MaxReach(const uint8_t* records, int op_count, int op_words) {
   int64_t reach = 1;
   for (int i = 0; i < op_count; ++i) {
     const uint8_t* record = records + 4 * static_cast<size_t>(i) * op_words;
     const int32_t kind = ReadWord(record + 4 * kOpKind);
-    if (kind != kKindConv && kind != kKindDepthwise) continue;  // they read one row at a time
+    if (kind != kKindConv && kind != kKindDepthwise && kind != kKindMaxPool) {
+      continue;  // they read one row at a time
+    }
     const int64_t kernel = ReadWord(record + 4 * kOpKernelHeight);
     const int64_t dilation = ReadWord(record + 4 * kOpDilationHeight);
     const int64_t op_reach = (kernel - 1) * dilation + 1;
@@ -95,6 +97,10 @@ bool ConvGeometryValid(const InnerOp& op, const Shape& in) {
     return rows && cols && op[kOpDepthMultiplier] >= 1 &&
            op[kOpOutputChannels] == in.c * op[kOpDepthMultiplier];
   }
+  if (op[kOpKind] == kKindMaxPool) {  // no dilation; channels pass through
+    return rows && cols && op[kOpDilationHeight] == 1 && op[kOpDilationWidth] == 1 &&
+           op[kOpOutputChannels] == in.c;
+  }
   return rows && cols;
 }
 
@@ -128,7 +134,8 @@ bool PoolGeometryValid(const InnerOp& op, const Shape& in) {
 Status CheckOp(const Stage& stage, int index) {
   const InnerOp& op = stage.ops[index];
   const int kind = op[kOpKind];
-  const int last_kind = stage.header[kHeaderVersion] == kTileOptionsVersion ? kKindPad : kKindMean;
+  const int last_kind =
+      stage.header[kHeaderVersion] == kTileOptionsVersion ? kKindPad : kKindMaxPool;
   if (kind < kKindConv || kind > last_kind || op[kOpInput] < 0 || op[kOpInput] > index) {
     return kBadOp;
   }

@@ -9,7 +9,8 @@
 // in tflm_ext/patch_op.py; tests/tflm_ext/test_patch_op.py compiles a program against this
 // header and checks each constant below against Python.
 //
-// What the operator computes: a chain of inner ops (CONV_2D, DEPTHWISE_CONV_2D, ADD, PAD and,
+// What the operator computes: a chain of inner ops (CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D,
+// ADD, PAD and,
 // streamed only, a trailing global average pool: AVERAGE_POOL_2D over the whole map or MEAN
 // over height and width) on one int8 NHWC input (batch 1), bit-exact with TFLM's reference
 // kernels, in one of two executions:
@@ -121,6 +122,7 @@ enum OpKind {
   kKindPad = 4,
   kKindGlobalAveragePool = 5,  // version 2, streaming, last op only
   kKindMean = 6,               // version 2, streaming, last op only
+  kKindMaxPool = 7,            // version 2: MAX_POOL_2D over a window, tiles or streaming
 };
 
 enum Execution { kExecutionTiles = 1, kExecutionStream = 2 };

@@ -15,7 +15,8 @@ namespace patch_stage {
 bool IsEmpty(const Window& w);
 Shape BufferShape(const Stage& stage, int buffer);
 bool IsWeighted(const InnerOp& op);
-bool IsPool(const InnerOp& op);
+bool IsPool(const InnerOp& op);  // a global pool
+bool IsWindowed(const InnerOp& op);  // reads a kernel window: CONV, DEPTHWISE, MAX_POOL
 bool IsStream(const Stage& stage);
 // Rows (or columns) of a convolution's input that it reads: its window's reach.
 int Reach(const InnerOp& op);

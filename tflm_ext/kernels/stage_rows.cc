@@ -27,7 +27,7 @@ Weights WeightsOf(const InnerOp& op, const TensorRef* inputs) {
           static_cast<const int32_t*>(w[3].data)};
 }
 
-// The table of input rows output row oy of a convolution reads.
+// The table of input rows output row oy of a convolution or max pool reads.
 Rows RowsFor(const Stage& stage, const InnerOp& op, int oy) {
   const View& in = stage.views[op[kOpInput]];
   const Shape shape = BufferShape(stage, op[kOpInput]);
@@ -63,8 +63,10 @@ bool IsPool(const InnerOp& op) {
 
 bool IsStream(const Stage& stage) { return stage.header[kHeaderExecution] == kExecutionStream; }
 
+bool IsWindowed(const InnerOp& op) { return IsWeighted(op) || op[kOpKind] == kKindMaxPool; }
+
 int Reach(const InnerOp& op) {
-  if (!IsWeighted(op)) return 1;
+  if (!IsWindowed(op)) return 1;
   return (op[kOpKernelHeight] - 1) * op[kOpDilationHeight] + 1;
 }
 
@@ -122,6 +124,9 @@ void RunOpRow(const Stage& stage, int index, int oy, const TensorRef* inputs) {
     case kKindDepthwise:
       DepthwiseRow(op, in_shape, RowsFor(stage, op, oy), WeightsOf(op, inputs), oy, w.x0, w.x1,
                    dst);
+      break;
+    case kKindMaxPool:
+      MaxPoolRow(op, in_shape, RowsFor(stage, op, oy), oy, w.x0, w.x1, dst);
       break;
     case kKindAdd:
       AddRow(op, in.At(oy, w.x0), stage.views[op[kOpInputB]].At(oy, w.x0), w.x1 - w.x0, dst);

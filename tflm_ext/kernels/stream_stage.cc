@@ -34,7 +34,7 @@ void InputRows(const InnerOp& op, int y, int in_h, int* lo, int* hi) {
   if (op[kOpKind] == kKindPad) {
     start = y - op[kOpPadTop];
     stop = start + 1;
-  } else if (IsWeighted(op)) {
+  } else if (IsWindowed(op)) {
     start = y * op[kOpStrideHeight] - op[kOpPadTop];
     stop = start + Reach(op);
   }

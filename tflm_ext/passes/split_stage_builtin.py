@@ -3,8 +3,9 @@
 Called by ``tflm_ext.rewrite.rewrite_stage(..., mode="builtin")``, followed by the cleanup
 passes (the stage's original intermediates are left for ``remove_dead_tensors``). It is the
 rewrite for firmware that cannot add custom kernels: only STRIDED_SLICE, PAD, the stage's
-own CONV_2D / DEPTHWISE_CONV_2D / ADD / PAD and CONCATENATION, so any TFLM build runs it, and
-the result is bit-exact with the original.
+own CONV_2D / DEPTHWISE_CONV_2D / MAX_POOL_2D / ADD / PAD and CONCATENATION, so any TFLM
+build runs it, and the result is bit-exact with the original (a max pool that pads the
+image border is refused: PAD's zero-point fill would take part in its maximum).
 
 Per tile of the stage output, in execution order: slice the tile's window out of the stage
 input, then for each stage operator slice what it reads out of the tile's earlier windows,
@@ -121,6 +122,12 @@ def _emit_tile(
         elif op.opcode == OPS.ADD:
             tensor = builder.copy_operator(op, inputs, shape, name)
         else:
+            if op.opcode == OPS.MAX_POOL_2D and any(window.pad):
+                raise TflmExtError(
+                    f"builtin mode cannot tile {op.opcode_name} {op.outputs[0].name!r}: it pads "
+                    "the image border, and PAD fills with the zero point, which a max pool must "
+                    "not see; use mode custom"
+                )
             padded = builder.pad(inputs[0], window.pad, name)
             tensor = builder.copy_operator(op, [padded], shape, name)
         held.append(Held(tensor, region))

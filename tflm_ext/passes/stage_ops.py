@@ -34,6 +34,7 @@ KINDS = {
     BUILTIN.PAD: OpKind.PAD,
     BUILTIN.AVERAGE_POOL_2D: OpKind.GLOBAL_AVERAGE_POOL,
     BUILTIN.MEAN: OpKind.MEAN,
+    BUILTIN.MAX_POOL_2D: OpKind.MAX_POOL,
 }
 POOLS = (BUILTIN.AVERAGE_POOL_2D, BUILTIN.MEAN)
 # Operators whose output rows read input rows out of order (backwards, permuted, mirrored).
@@ -80,7 +81,7 @@ def rule_rows_in_order(op: Op) -> str | None:
 
 
 def rule_kind(op: Op) -> str | None:
-    """The operator is CONV_2D, DEPTHWISE_CONV_2D, ADD, PAD, or a global pool
+    """The operator is CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, ADD, PAD, or a global pool
     (AVERAGE_POOL_2D, MEAN)."""
     return None if op.custom_code is None and op.opcode in KINDS else f"it is {op.opcode_name}"
 
@@ -231,6 +232,8 @@ def translate(op: Op, buffers: dict[int, int], weights_input: int) -> Translated
         return Translated(_pad(op, buffers))
     if kind in (OpKind.GLOBAL_AVERAGE_POOL, OpKind.MEAN):
         return Translated(_pool(op, kind, buffers))
+    if kind == OpKind.MAX_POOL:
+        return Translated(_max_pool(op, buffers))
     return _weighted(op, kind, buffers, weights_input)
 
 
@@ -337,6 +340,30 @@ def _pool(op: Op, kind: OpKind, buffers: dict[int, int]) -> InnerOp:
         output_zero_point=_zero_point(y),
         activation=(quantization.INT8_MIN, quantization.INT8_MAX) if mean else _activation(op),
         requant=quantization.quantize_multiplier(_scale(x) / _scale(y)) if mean else (0, 0),
+    )
+
+
+def _max_pool(op: Op, buffers: dict[int, int]) -> InnerOp:
+    """MAX_POOL_2D: TFLM copies the raw largest value (no rescaling) and clamps it to the
+    fused activation; its padding is computed as a convolution's, without dilation."""
+    x, y = op.inputs[0], op.outputs[0]
+    options = op._fb.builtinOptions
+    _, in_h, in_w, _ = (int(d) for d in x.shape)
+    _, out_h, out_w, channels = (int(d) for d in y.shape)
+    kernel = (options.filterHeight, options.filterWidth)
+    stride = (options.strideH, options.strideW)
+    top, bottom = _padding(options.padding, in_h, out_h, kernel[0], stride[0], 1, op)
+    left, right = _padding(options.padding, in_w, out_w, kernel[1], stride[1], 1, op)
+    return InnerOp(
+        kind=OpKind.MAX_POOL,
+        input=buffers[id(x)],
+        output_shape=(out_h, out_w, channels),
+        kernel=kernel,
+        stride=stride,
+        padding=(top, left, bottom, right),
+        input_zero_point=_zero_point(x),
+        output_zero_point=_zero_point(y),
+        activation=_activation(op),
     )
 
 

@@ -111,6 +111,6 @@ def test_supported_ops_text_lists_every_rule() -> None:
     text = stage_ops.supported_ops_text()
     assert text.count("\n- ") == len(stage_ops.RULES) - 1
     assert (
-        "- The operator is CONV_2D, DEPTHWISE_CONV_2D, ADD, PAD, or a global pool "
-        "(AVERAGE_POOL_2D, MEAN)." in text
+        "- The operator is CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D, ADD, PAD, or a global "
+        "pool (AVERAGE_POOL_2D, MEAN)." in text
     )
