@@ -45,21 +45,36 @@ def dataset(
     shuffle: bool = False,
     seed: int = 0,
     augment=None,
+    pair_by_name: bool = False,
 ):
     """A batched ``tf.data.Dataset`` of (example ``example_shape``, label) for ``split``.
 
     Built from the key-ordered arrays of :func:`load_split`, not by streaming the shards:
     the order of records inside Beam's shards depends on the runner's bundling, and a
     seeded shuffle of a differently ordered stream trains a different model. ``augment``
-    (a function of a batch) runs on each training batch after shuffling.
+    (a function of a batch) runs on each training batch after shuffling. With
+    ``pair_by_name`` the examples whose keys end in the same file name (one per class
+    folder: a generated scene with and without its people) are shuffled as one unit and
+    batched whole, so each lands in the same batch as its twin (batches then hold about
+    ``batch_size`` examples).
     """
     import tensorflow as tf
 
-    x, y = load_split(examples, split)
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if shuffle:
-        ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    x, y, keys = _key_ordered(examples, split)
+    if pair_by_name:  # batches of whole groups: about batch_size examples each
+        groups = name_groups(keys)
+        per_batch = max(1, round(batch_size * len(groups) / max(len(keys), 1)))
+        ds = tf.data.Dataset.from_tensor_slices(tf.ragged.constant(groups, dtype=tf.int64))
+        if shuffle:
+            ds = ds.shuffle(len(groups), seed=seed, reshuffle_each_iteration=True)
+        x, y = tf.constant(x), tf.constant(y)
+        ds = ds.ragged_batch(per_batch).map(lambda g: (tf.gather(x, g.flat_values),
+                                                       tf.gather(y, g.flat_values)))  # fmt: skip
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        if shuffle:
+            ds = ds.shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size)
     if augment is not None:
         ds = ds.map(lambda xb, yb: (augment(xb), yb), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -74,6 +89,20 @@ def load_split(
 
     Returns examples (N, *example_shape) float32 and labels (N,) int64, at most ``limit``.
     """
+    x, y, _ = _key_ordered(examples, split, limit)
+    return x, y
+
+
+def name_groups(keys: list[str]) -> list[list[int]]:
+    """Indices of ``keys`` grouped by file name (the part after the last ``/``), groups in
+    order of their first member."""
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key.rsplit("/", 1)[-1], []).append(i)
+    return list(groups.values())
+
+
+def _key_ordered(examples: ExampleSet, split: str, limit: int | None = None):
     rows = sorted(_parsed(examples, split).as_numpy_iterator(), key=lambda r: r["key"])
     rows = rows[:limit] if limit else rows
     x = np.zeros((len(rows), *examples.example_shape), dtype=np.float32)
@@ -81,7 +110,7 @@ def load_split(
     for i, row in enumerate(rows):
         x[i] = _values(examples, row).reshape(examples.example_shape)
         y[i] = row["label"]
-    return x, y
+    return x, y, [row["key"].decode() for row in rows]
 
 
 def _values(examples: ExampleSet, row: dict) -> np.ndarray:

@@ -89,6 +89,7 @@ class PruneSpec:
     early_stopping_patience: PositiveInt = 8  # of a cosine's late epochs, each counts
     calibration_examples: PositiveInt = 64
     seed: int = 0
+    pair_batches: bool = False  # twins in one batch, as train.pair_batches
 
     @pydantic.model_validator(mode="after")
     def _one_target(self) -> PruneSpec:
@@ -306,7 +307,7 @@ def _fine_tune(
     from components.pruning import distill
 
     train_set = example_records.dataset(examples, "train", spec.batch_size, shuffle=True,
-                                        seed=spec.seed)  # fmt: skip
+                                        seed=spec.seed, pair_by_name=spec.pair_batches)  # fmt: skip
     has_val = bool(examples.counts.get("validation"))
     val = example_records.dataset(examples, "validation", spec.batch_size) if has_val else None
     per_epoch = math.ceil(examples.counts["train"] / spec.batch_size)

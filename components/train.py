@@ -76,6 +76,10 @@ class TrainSpec:
     spec_augment: SpecAugmentSpec | None = None  # masks on audio features
     early_stopping_patience: PositiveInt = 10
     seed: int = 0
+    # Shuffle examples sharing a file name (one per class folder) as one unit, so twins share
+    # a batch: a generated scene and the same scene without its people (scene_plan's pairs)
+    # then teach, in one step, exactly what a person changes.
+    pair_batches: bool = False
 
     @pydantic.model_validator(mode="after")
     def _resolve_model_options(self) -> TrainSpec:
@@ -112,7 +116,7 @@ def run(
     tf.config.experimental.enable_op_determinism()
     train = example_records.dataset(
         examples, "train", spec.batch_size, shuffle=True, seed=spec.seed,
-        augment=_batch_augmenter(spec, examples.example_shape),
+        augment=_batch_augmenter(spec, examples.example_shape), pair_by_name=spec.pair_batches,
     )  # fmt: skip
     has_val = bool(examples.counts.get("validation"))
     val = example_records.dataset(examples, "validation", spec.batch_size) if has_val else None
