@@ -27,11 +27,11 @@ import dataclasses
 import io
 import json
 import logging
-import multiprocessing
+import math
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Annotated
 
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 INFO_FILE = "SCENES_INFO.json"
 GENERATOR_VERSION = 1  # bump whenever the scene recipe changes, so cached sets are rebuilt
-CHUNK = 64  # images per worker task
+CHUNK = 64  # images per worker task, at least (a worker is a fresh interpreter)
 PARALLEL_FROM = 256  # smaller sets are rendered in this process: starting workers costs more
 
 Fraction = Annotated[float, pydantic.Field(ge=0.0, le=1.0)]
@@ -184,21 +184,40 @@ def _generate(spec: SceneSpec, key: str, root: Path, progress: bool, workers: in
         for label in per_label:
             (root / split / label).mkdir(parents=True)
     jobs = _jobs(spec)
-    chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
+    size = max(CHUNK, math.ceil(len(jobs) / (8 * workers)))  # 8 tasks a worker: a smooth bar
+    chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
     with tqdm(total=len(jobs), unit="image", desc="rendering scenes", disable=not progress) as bar:
         if workers == 1 or len(jobs) < PARALLEL_FROM:
             for chunk in chunks:
                 bar.update(render_chunk(spec, str(root), chunk))
         else:
-            # Fresh (spawned) workers: forking a parent that runs TensorFlow or Beam threads
-            # can deadlock, and each image's randomness is its own, so order does not matter.
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=context) as pool:
-                futures = [pool.submit(render_chunk, spec, str(root), c) for c in chunks]
-                for future in as_completed(futures):
-                    bar.update(future.result())
+            _render_in_children(spec, root, chunks, workers, bar)
     _write_info(spec, key, root)
     return len(jobs)
+
+
+def _render_in_children(spec: SceneSpec, root: Path, chunks, workers: int, bar) -> None:
+    """Each chunk in a fresh interpreter (``tflm_ext.isolation``), ``workers`` at a time.
+
+    Not multiprocessing: forking a parent that runs TensorFlow or Beam threads can deadlock,
+    and its spawn re-imports the parent's ``__main__``, which fails from standard input and
+    re-runs a script that has no main guard. Each image's randomness is its own, so the
+    order the chunks finish in does not matter."""
+    from tflm_ext.errors import TflmExtError
+    from tflm_ext.isolation import run_isolated
+
+    with ThreadPoolExecutor(workers) as pool:
+        futures = [
+            pool.submit(run_isolated, render_chunk, spec, str(root), c, timeout_s=None)
+            for c in chunks
+        ]
+        try:
+            for future in as_completed(futures):
+                bar.update(future.result())
+        except TflmExtError as e:
+            for future in futures:
+                future.cancel()
+            raise ComponentError(f"rendering scenes into {root} failed: {e}") from e
 
 
 def _write_info(spec: SceneSpec, key: str, root: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -69,6 +70,29 @@ def test_parallel_workers_give_the_same_bytes(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(scenes, "PARALLEL_FROM", 0)
     monkeypatch.setattr(scenes, "CHUNK", 5)
     assert _files(scenes.run(TINY, tmp_path / "par", progress=False, workers=2)) == _files(tiny)
+
+
+# No main guard, run from standard input: the parallel workers must not re-run it.
+STDIN_SCRIPT = """\
+from pathlib import Path
+from components.vision import scenes
+with open("runs.log", "a") as log:
+    log.write("ran\\n")
+scenes.PARALLEL_FROM, scenes.CHUNK = 0, 5
+scenes.run(scenes.SceneSpec(image_size=64, train=8, validation=8, test=8), Path("set"),
+           progress=False, workers=2)
+"""
+
+
+def test_parallel_workers_run_from_standard_input_without_a_main_guard(tiny, tmp_path):
+    repo = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-"], input=STDIN_SCRIPT, text=True, cwd=tmp_path, timeout=300,
+        capture_output=True, env={**os.environ, "PYTHONPATH": str(repo)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "runs.log").read_text() == "ran\n"
+    assert _files(tmp_path / "set") == _files(tiny)
 
 
 def test_second_call_with_the_same_spec_returns_at_once_without_writing(tiny, monkeypatch):
