@@ -58,7 +58,7 @@ def _curve(architecture: str, examples, spec, epochs: int) -> list[tuple[str, st
 
     keras.utils.set_random_seed(spec.seed)
     train = example_records.dataset(examples, "train", spec.batch_size, shuffle=True,
-                                    seed=spec.seed)  # fmt: skip
+                                    seed=spec.seed, pair_by_name=spec.pair_batches)  # fmt: skip
     test = example_records.dataset(examples, "test", spec.batch_size)
     name, _, given = architecture.partition(":")
     options = dict(spec.model) if name == spec.architecture else {}

@@ -56,7 +56,7 @@ def run_batch(model_bytes: bytes, features: np.ndarray, progress: bool = False) 
     examples = _as_examples(np.asarray(features, dtype=np.float32), source.shape)
     scores = np.empty((len(examples), *target.shape[1:]), dtype=np.float32)
     latency_ms = []
-    bar = tqdm(examples, desc="TFLM invoke", unit="clip", disable=not progress, leave=False)
+    bar = tqdm(examples, desc="TFLM invoke", unit="example", disable=not progress, leave=False)
     for i, example in enumerate(bar):
         if host:
             host.set_image(quantize(example, source))

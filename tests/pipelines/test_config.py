@@ -108,8 +108,9 @@ VWW = REPO / "configs" / "vww.yaml"
 def test_the_pipeline_key_picks_the_pipeline():
     kws, vww = config.load(KWS), config.load(VWW)
     assert (type(kws).__name__, type(vww).__name__) == ("KwsConfig", "VwwConfig")
-    assert vww.train.architecture == "mobilenet_v1" and vww.images.image_size == (96, 96)
-    assert vww.train.model["alpha"] == 0.25 and vww.train.augment is not None
+    assert vww.train.architecture == "plain_cnn" and vww.images.image_size == (96, 96)
+    assert vww.train.model["filters"] == 8 and vww.train.augment is not None
+    assert vww.train.pair_batches and vww.prune.pair_batches and vww.data.synth.paired
 
 
 def test_a_config_without_the_pipeline_key_is_kws(tmp_path):

@@ -20,6 +20,7 @@ REGISTRY = {
     "mobilenet_v1": (32, 32, 3),
     "mobilenet_v2": (32, 32, 3),
     "mcunet": (32, 32, 3),
+    "plain_cnn": (32, 32, 3),
 }
 
 
