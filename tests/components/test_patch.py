@@ -82,10 +82,10 @@ def test_disabled_patch_keeps_the_model(stage_heavy, features, tmp_path):
 def test_unpatchable_model_is_kept_with_the_reason(features, tmp_path):
     from keras import layers
 
-    pooled = quantized_model(tmp_path, "pooled", [
-        layers.MaxPooling2D(2), layers.Conv2D(8, 3), layers.GlobalAveragePooling2D(),
+    squashed = quantized_model(tmp_path, "squashed", [  # TANH first: no stage can start
+        layers.Activation("tanh"), layers.Conv2D(8, 3, strides=2), layers.GlobalAveragePooling2D(),
     ], features)  # fmt: skip
-    kept = patch.run(patch.PatchSpec(), pooled, features, tmp_path)
+    kept = patch.run(patch.PatchSpec(), squashed, features, tmp_path)
     assert kept.patched is None and "nothing patchable" in kept.reason
     assert not list(tmp_path.glob("*patched*"))
 

@@ -1,5 +1,6 @@
 // Per-row arithmetic of the inner ops of TFLM_EXT_PATCH_STAGE (CONV_2D, DEPTHWISE_CONV_2D,
-// MAX_POOL_2D, ADD, PAD, global AVERAGE_POOL_2D and MEAN), bit-exact with TFLM's int8 reference kernels.
+// MAX_POOL_2D, ADD, PAD, global AVERAGE_POOL_2D and MEAN), bit-exact with TFLM's int8
+// reference kernels.
 // Internal to the kernel core (patch_stage.cc, tile_stage.cc, stream_stage.cc), which
 // decides which rows of which window to compute; free of TFLM types.
 #ifndef TFLM_EXT_KERNELS_INNER_OPS_H_

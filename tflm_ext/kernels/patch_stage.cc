@@ -32,7 +32,8 @@ bool LayoutOf(const uint8_t* options, size_t length, int* header_words, int* op_
          ReadWord(options + 4 * kHeaderOpWords) == *op_words;
 }
 
-// The largest reach of any convolution's or max pool's kernel (at least 1); 0 if out of bounds.
+// The largest reach of any convolution's or max pool's kernel (at least 1); 0 if out of
+// bounds.
 int32_t MaxReach(const uint8_t* records, int op_count, int op_words) {
   int64_t reach = 1;
   for (int i = 0; i < op_count; ++i) {

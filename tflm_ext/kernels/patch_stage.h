@@ -10,10 +10,9 @@
 // header and checks each constant below against Python.
 //
 // What the operator computes: a chain of inner ops (CONV_2D, DEPTHWISE_CONV_2D, MAX_POOL_2D,
-// ADD, PAD and,
-// streamed only, a trailing global average pool: AVERAGE_POOL_2D over the whole map or MEAN
-// over height and width) on one int8 NHWC input (batch 1), bit-exact with TFLM's reference
-// kernels, in one of two executions:
+// ADD, PAD and, streamed only, a trailing global average pool: AVERAGE_POOL_2D over the whole
+// map or MEAN over height and width) on one int8 NHWC input (batch 1), bit-exact with TFLM's
+// reference kernels, in one of two executions:
 //
 // Tiles (options version 1, or version 2 with execution kExecutionTiles): the final output is
 // cut into grid_rows x grid_cols tiles (tile r of R over H rows spans [r*H/R, (r+1)*H/R),
