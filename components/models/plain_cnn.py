@@ -11,8 +11,9 @@ minutes, what the default job can teach is set by that speed.
 dropout and a dense softmax. At the defaults on 96x96x3 (filters 8, 4 blocks) it has about
 10 million MACs, MobileNetV1-0.25's order (7.5 million), and 25 thousand parameters against
 its 220 thousand, so its flash is a seventh. Its largest activation is the first block's
-full-resolution map (96x96x8), the memory that patch-based inference exists to remove. The
-int8 model is CONV_2D, MAX_POOL_2D, FULLY_CONNECTED and SOFTMAX, all TFLM reference kernels.
+full-resolution map (96x96x8), the memory that patch-based inference exists to remove: the
+patch stage streams the first blocks, max pooling included. The int8 model is CONV_2D,
+MAX_POOL_2D, FULLY_CONNECTED and SOFTMAX, all TFLM reference kernels.
 """
 
 from __future__ import annotations
