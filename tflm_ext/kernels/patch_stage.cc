@@ -39,9 +39,7 @@ int32_t MaxReach(const uint8_t* records, int op_count, int op_words) {
   for (int i = 0; i < op_count; ++i) {
     const uint8_t* record = records + 4 * static_cast<size_t>(i) * op_words;
     const int32_t kind = ReadWord(record + 4 * kOpKind);
-    if (kind != kKindConv && kind != kKindDepthwise && kind != kKindMaxPool) {
-      continue;  // they read one row at a time
-    }
+    if (!IsWindowedKind(kind)) continue;  // the others read one row at a time
     const int64_t kernel = ReadWord(record + 4 * kOpKernelHeight);
     const int64_t dilation = ReadWord(record + 4 * kOpDilationHeight);
     const int64_t op_reach = (kernel - 1) * dilation + 1;

@@ -16,7 +16,8 @@ bool IsEmpty(const Window& w);
 Shape BufferShape(const Stage& stage, int buffer);
 bool IsWeighted(const InnerOp& op);
 bool IsPool(const InnerOp& op);  // a global pool
-bool IsWindowed(const InnerOp& op);  // reads a kernel window: CONV, DEPTHWISE, MAX_POOL
+bool IsWindowedKind(int32_t kind);  // reads a kernel window: CONV, DEPTHWISE, MAX_POOL
+bool IsWindowed(const InnerOp& op);
 bool IsStream(const Stage& stage);
 // Rows (or columns) of a convolution's input that it reads: its window's reach.
 int Reach(const InnerOp& op);

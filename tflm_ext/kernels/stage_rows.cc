@@ -63,7 +63,11 @@ bool IsPool(const InnerOp& op) {
 
 bool IsStream(const Stage& stage) { return stage.header[kHeaderExecution] == kExecutionStream; }
 
-bool IsWindowed(const InnerOp& op) { return IsWeighted(op) || op[kOpKind] == kKindMaxPool; }
+bool IsWindowedKind(int32_t kind) {
+  return kind == kKindConv || kind == kKindDepthwise || kind == kKindMaxPool;
+}
+
+bool IsWindowed(const InnerOp& op) { return IsWindowedKind(op[kOpKind]); }
 
 int Reach(const InnerOp& op) {
   if (!IsWindowed(op)) return 1;
