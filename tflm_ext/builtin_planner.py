@@ -50,7 +50,7 @@ def plan_builtin(model_bytes: bytes, spec: PlannerSpec) -> BuiltinChoice:
     """
     graph = read_graph(model_bytes)
     problems = stage_rules.operator_problems(model_bytes, graph)
-    ends, why = stage_rules.stage_ends(graph, problems, 0)
+    ends, why = stage_rules.stage_ends(graph, problems, 0, stage_rules.BUILTIN)
     if not ends:
         raise NothingPatchableError(f"model has nothing patchable: {why}")
     budget = int(spec.max_extra_mac_fraction * graph_stats(model_bytes).total_macs)

@@ -9,7 +9,9 @@ return None when the stage passes, else a detail naming the offending value.
 A stage runs in one of two executions (``TILES``, ``STREAM``), each with its own stage rules
 (``TILE_RULES``, ``STREAM_RULES``): tiles need a downsampling layer (else recomputed halos
 buy nothing) and cannot hold a global pool; a streamed stage recomputes nothing, so any
-closed stage may help, and it may end in a global pool.
+closed stage may help, and it may end in a global pool. Tiles split into builtin operators
+(``BUILTIN``, ``passes.split_stage_builtin``) keep the tile rules and hold no max pool that
+pads its input (``BUILTIN_RULES``).
 
 What a fused stage costs in the arena (the kernel's contract, ``kernels/patch_stage.h``):
     working set = align16(stage input) + align16(stage output) + align16(scratch)
@@ -39,7 +41,8 @@ from tflm_ext.tflite_file import read_model
 StageRule = Callable[[ModelGraph, int, int], "str | None"]
 Execution = str  # TILES or STREAM
 TILES, STREAM = "tiles", "stream"
-EXECUTIONS = (TILES, STREAM)
+EXECUTIONS = (TILES, STREAM)  # the custom op's
+BUILTIN = "builtin"  # tiles split into builtin operators
 _POOLS = ("AVERAGE_POOL_2D", "MEAN")
 
 
@@ -168,17 +171,38 @@ def rule_pool_last(graph: ModelGraph, first: int, last: int) -> str | None:
     return f"operator {pools[0]} ({graph.ops[pools[0]].name}) is followed" if pools else None
 
 
+def rule_max_pool_unpadded(graph: ModelGraph, first: int, last: int) -> str | None:
+    """A stage split into builtin operators holds no MAX_POOL_2D that pads its input: the
+    split pads a border tile with PAD, whose zero-point fill would take part in the maximum."""
+    for op in range(first, last + 1):
+        if graph.ops[op].name == "MAX_POOL_2D" and _pads(rf.op_geometry(graph, op)):
+            return f"operator {op} (MAX_POOL_2D) pads its input"
+    return None
+
+
+def _pads(geometry: rf.Geometry) -> bool:
+    """Whether an operator's window reaches past its input's border on either axis."""
+    return any(
+        axis.pad_before > 0
+        or (axis.out_size - 1) * axis.stride + axis.kernel > axis.pad_before + axis.in_size
+        for axis in (geometry.rows, geometry.cols)
+    )
+
+
 # Per execution: rules that only get worse as a stage grows (once broken, no longer stage
 # passes them), then rules on where a stage may end.
 _GROWTH = {
     TILES: (rule_tile_length, rule_one_input, rule_no_pool),
     STREAM: (rule_length, rule_one_input, rule_pool_last),
+    BUILTIN: (rule_tile_length, rule_one_input, rule_no_pool, rule_max_pool_unpadded),
 }
 _END = {TILES: (rule_closed, rule_downsamples), STREAM: (rule_closed,)}
+_END[BUILTIN] = _END[TILES]
 TILE_RULES: tuple[StageRule, ...] = (*_GROWTH[TILES], *_END[TILES])
 STREAM_RULES: tuple[StageRule, ...] = (*_GROWTH[STREAM], *_END[STREAM])
+BUILTIN_RULES: tuple[StageRule, ...] = (*_GROWTH[BUILTIN], *_END[BUILTIN])
 STAGE_RULES = TILE_RULES
-RULES_BY_EXECUTION = {TILES: TILE_RULES, STREAM: STREAM_RULES}
+RULES_BY_EXECUTION = {TILES: TILE_RULES, STREAM: STREAM_RULES, BUILTIN: BUILTIN_RULES}
 
 
 def _stride(graph: ModelGraph, op: int) -> int:

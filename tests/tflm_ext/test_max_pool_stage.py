@@ -12,9 +12,13 @@ import shutil
 import pytest
 
 from tests.int8_models import convert_on_noise, seeded_keras
+from tflm_ext import stage_rules
 from tflm_ext.errors import TflmExtError
 from tflm_ext.memory_profile import profile
+from tflm_ext.model_graph import read_graph
 from tflm_ext.patch_op import OP_NAME, OPTIONS_VERSION, OpKind, decode_options
+from tflm_ext.patching import patch_model
+from tflm_ext.plan_types import PlannerSpec
 from tflm_ext.rewrite import rewrite_stage, verify
 from tflm_ext.tflite_file import read_model
 
@@ -93,3 +97,16 @@ def test_builtin_mode_tiles_an_unpadded_max_pool(pooled_cnn: bytes) -> None:
 def test_builtin_mode_refuses_a_max_pool_that_pads_the_border(pooled_cnn: bytes) -> None:
     with pytest.raises(TflmExtError, match="cannot tile MAX_POOL_2D .* use mode custom"):
         rewrite_stage(pooled_cnn, 0, 3, (2, 2), mode="builtin")
+
+
+def test_builtin_planning_stops_before_a_max_pool_that_pads(pooled_cnn: bytes) -> None:
+    graph = read_graph(pooled_cnn)
+    problems = stage_rules.operator_problems(pooled_cnn, graph)
+
+    assert stage_rules.stage_ends(graph, problems, 0)[0] == [1, 2, 3, 4, 5]
+    ends, why = stage_rules.stage_ends(graph, problems, 0, stage_rules.BUILTIN)
+    assert ends == [1, 2] and "operator 3 (MAX_POOL_2D) pads its input" in why
+    # Any recomputation allowed, so splits through the padded pool would be candidates.
+    outcome = patch_model(pooled_cnn, PlannerSpec(max_extra_mac_fraction=10.0), mode="builtin",
+                          inputs=2)  # fmt: skip
+    assert all(stage.last_op <= 2 for stage in outcome.plan.stages)
