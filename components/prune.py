@@ -89,7 +89,7 @@ class PruneSpec:
     early_stopping_patience: PositiveInt = 8  # of a cosine's late epochs, each counts
     calibration_examples: PositiveInt = 64
     seed: int = 0
-    pair_batches: bool = False  # twins in one batch, as train.pair_batches
+    pair_batches: bool = False  # twins in one batch; a config's train.pair_batches sets it
 
     @pydantic.model_validator(mode="after")
     def _one_target(self) -> PruneSpec:

@@ -6,11 +6,11 @@ is its input, so nothing here knows the task. Deterministic for a seed (Keras an
 seeded, op determinism on), stops early on the validation loss and keeps the best weights.
 Two learning-rate schedules: cosine decay (the KWS default) and MLPerf Tiny's stepped
 schedule (the VWW recipe: the rate halves at each of ``step_epochs``). Image augmentation
-(rotation, shifts, zoom, horizontal flip, as MLPerf Tiny's VWW training) runs on training
-batches only and never becomes part of the saved model; so does SpecAugment-style masking
-of audio features (``spec_augment``: random bands of time frames and of coefficients set to
-the example's mean). Returns the per-epoch history so
-the tracking component can log training curves.
+(rotation, shifts, zoom, horizontal flip in one affine warp, as MLPerf Tiny's VWW training:
+``components.vision.augment``) runs inside the training step and never becomes part of the
+saved model; SpecAugment-style masking of audio features (``spec_augment``: random bands of
+time frames and of coefficients set to the example's mean) runs on the training batches in
+tf.data. Returns the per-epoch history so the tracking component can log training curves.
 """
 
 from __future__ import annotations
@@ -116,7 +116,8 @@ def run(
     tf.config.experimental.enable_op_determinism()
     train = example_records.dataset(
         examples, "train", spec.batch_size, shuffle=True, seed=spec.seed,
-        augment=_batch_augmenter(spec, examples.example_shape), pair_by_name=spec.pair_batches,
+        augment=_masker(spec.spec_augment, examples.example_shape, spec.seed),
+        pair_by_name=spec.pair_batches,
     )  # fmt: skip
     has_val = bool(examples.counts.get("validation"))
     val = example_records.dataset(examples, "validation", spec.batch_size) if has_val else None
@@ -124,7 +125,8 @@ def run(
         spec.architecture, examples.example_shape, len(examples.labels), spec.model
     )
     history = fit(
-        model, train, val, _schedule(spec, examples.counts["train"]), spec.epochs,
+        _augmented(model, spec.augment, spec.seed), train, val,
+        _schedule(spec, examples.counts["train"]), spec.epochs,
         spec.early_stopping_patience, progress, resume_dir,
     )  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -235,16 +237,6 @@ def rate_schedule(
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
-def _batch_augmenter(spec: TrainSpec, example_shape: tuple[int, ...]):
-    """The function of a training batch that applies ``augment`` then ``spec_augment``
-    (whichever are set), or None."""
-    image = _augmenter(spec.augment, spec.seed)
-    masks = _masker(spec.spec_augment, example_shape, spec.seed)
-    if image is None or masks is None:
-        return image or masks
-    return lambda batch: masks(image(batch))
-
-
 def _masker(spec: SpecAugmentSpec | None, example_shape: tuple[int, ...], seed: int):
     """SpecAugment on a (batch, frames, coefficients, 1) batch, or None when not set."""
     if spec is None:
@@ -294,20 +286,20 @@ def _check_masks_fit(spec: SpecAugmentSpec, example_shape: tuple[int, ...]) -> N
         )
 
 
-def _augmenter(spec: AugmentSpec | None, seed: int):
-    """A function of an image batch applying ``spec``'s random transforms, or None."""
+def _augmented(model, spec: AugmentSpec | None, seed: int):
+    """``model`` behind a layer applying ``spec``'s random transforms when training, or
+    ``model`` itself. Fitting the combination trains ``model``'s own weights, and only
+    ``model`` is saved. The transforms run inside the training step rather than in tf.data:
+    there they were a sequential map beside the step (two CPU cores trained 310 images a
+    second, against 660 with the warp in the step)."""
     if spec is None:
-        return None
+        return model
     import keras
 
-    layers = [
-        keras.layers.RandomRotation(spec.rotation_degrees / 360.0, fill_mode="nearest", seed=seed),
-        keras.layers.RandomTranslation(
-            spec.shift_fraction, spec.shift_fraction, fill_mode="nearest", seed=seed + 1
-        ),
-        keras.layers.RandomZoom(spec.zoom_fraction, fill_mode="nearest", seed=seed + 2),
-    ]
-    if spec.horizontal_flip:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed + 3))
-    pipeline = keras.Sequential(layers)
-    return lambda batch: pipeline(batch, training=True)
+    from components.vision.augment import RandomAffine
+
+    warp = RandomAffine(
+        spec.rotation_degrees, spec.shift_fraction, spec.zoom_fraction, spec.horizontal_flip,
+        seed, name="augment",
+    )  # fmt: skip
+    return keras.Sequential([keras.Input(model.input_shape[1:]), warp, model], name=model.name)

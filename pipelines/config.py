@@ -109,6 +109,18 @@ class ChainConfig(pydantic.BaseModel):
     release: ReleaseSpec = ReleaseSpec()
     search: SearchSpec = SearchSpec()  # only read by `tflm-pipelines search`
 
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _prune_pairs_as_training(cls, raw: Any) -> Any:
+        """Pruning's fine-tuning batches each scene with its twin when training does,
+        unless the prune section says otherwise: one key to flip, not two."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("train"), dict):
+            return raw
+        prune, paired = raw.get("prune") or {}, raw["train"].get("pair_batches")
+        if paired is None or not isinstance(prune, dict) or "pair_batches" in prune:
+            return raw
+        return {**raw, "prune": {**prune, "pair_batches": paired}}
+
 
 class KwsConfig(ChainConfig):
     """Keyword spotting: clips (generated or Speech Commands) -> features -> the chain."""
