@@ -262,7 +262,7 @@ def train(network: Network, epochs: int, work_dir: Path):
     overrides = [
         f"work_dir={work_dir}",
         f"train.architecture={network.architecture}",
-        f"train.model.alpha={network.alpha}",
+        f"train.model={{alpha: {network.alpha}}}",  # not the default's own options
         f"train.epochs={epochs}",
     ]
     print(f"training {network.name}: --set {' --set '.join(overrides)}", flush=True)

@@ -2,18 +2,20 @@
 
 A shared registry (a SQLite file on a team's disk) must lose no action when several
 pipelines and people act on it together. :func:`concurrent_actions` starts ``writers``
-spawned interpreters, each with its own :class:`DeviceRegistry` on the same folder, behind
-one barrier; each performs ``actions`` successful random actions (forced promotions of the
-given bundles, 60%, and rollbacks, on every stage of one device), retrying the refusals
-that concurrency makes legitimate. The registry test checks what it left; the registry
-benchmark times it.
+fresh interpreters (``tflm_ext.isolation.run_isolated``, so any entry point may call it),
+each with its own :class:`DeviceRegistry` on the same folder, behind one barrier (a file
+per writer that is ready); each performs ``actions`` successful random actions (forced
+promotions of the given bundles, 60%, and rollbacks, on every stage of one device),
+retrying the refusals that concurrency makes legitimate. The registry test checks what it
+left; the registry benchmark times it.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import random
+import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,30 +45,38 @@ def concurrent_actions(
     timeout_s: float = 600.0,
 ) -> list[WriterOutcome]:  # fmt: skip
     """Run the writers to completion and return their outcomes, in no particular order."""
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(writers), ctx.Queue()
-    procs = [
-        ctx.Process(
-            target=_writer,
-            args=(str(root), bundle_ids, model, device, seed, actions, barrier, results),
-        )
-        for seed in range(writers)
-    ]
-    for p in procs:
-        p.start()
-    outcomes = [results.get(timeout=timeout_s) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
-    return outcomes
+    from tflm_ext.isolation import run_isolated
+
+    with tempfile.TemporaryDirectory(prefix="registry_barrier_") as barrier:
+        with ThreadPoolExecutor(writers) as pool:
+            futures = [
+                pool.submit(
+                    run_isolated, _writer, str(root), bundle_ids, model, device, seed, actions,
+                    barrier, writers, timeout_s=timeout_s,
+                )  # fmt: skip
+                for seed in range(writers)
+            ]
+            return [f.result() for f in futures]
 
 
-def _writer(root, bundle_ids, model, device, seed, actions, barrier, results) -> None:
+def _wait_for_all(barrier: str, seed: int, writers: int, timeout_s: float = 300.0) -> None:
+    """Mark this writer ready, then wait until all ``writers`` are."""
+    folder = Path(barrier)
+    (folder / f"ready-{seed}").touch()
+    deadline = time.monotonic() + timeout_s
+    while len(list(folder.glob("ready-*"))) < writers:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only some of {writers} writers started within {timeout_s} s")
+        time.sleep(0.005)
+
+
+def _writer(root, bundle_ids, model, device, seed, actions, barrier, writers) -> WriterOutcome:
     """``actions`` successful random actions; always reports, an unexpected error included."""
     done, refused, error, start = [], 0, "", time.monotonic()
     try:
         registry = DeviceRegistry.local(Path(root), spec=RegistrySpec(max_attempts=2000))
         rng = random.Random(seed)
-        barrier.wait(timeout=300)
+        _wait_for_all(barrier, seed, writers)
         start = time.monotonic()
         while len(done) < actions:
             try:
@@ -77,7 +87,7 @@ def _writer(root, bundle_ids, model, device, seed, actions, barrier, results) ->
                 refused += 1
     except Exception as e:  # reported to the caller, which fails on it
         error = f"{type(e).__name__}: {e}"
-    results.put(WriterOutcome(tuple(done), start, time.monotonic(), refused, error))
+    return WriterOutcome(tuple(done), start, time.monotonic(), refused, error)
 
 
 def _act(registry, rng: random.Random, bundle_ids, model: str, device: str, seed: int):
