@@ -51,8 +51,17 @@ def concurrent_actions(
         with ThreadPoolExecutor(writers) as pool:
             futures = [
                 pool.submit(
-                    run_isolated, _writer, str(root), bundle_ids, model, device, seed, actions,
-                    barrier, writers, timeout_s=timeout_s,
+                    run_isolated,
+                    _writer,
+                    str(root),
+                    bundle_ids,
+                    model,
+                    device,
+                    seed,
+                    actions,
+                    barrier,
+                    writers,
+                    timeout_s=timeout_s,
                 )  # fmt: skip
                 for seed in range(writers)
             ]
