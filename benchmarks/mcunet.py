@@ -1,7 +1,8 @@
 """What MCUNet's receptive-field redistribution buys against MobileNetV2 (issue 8).
 
     python benchmarks/mcunet.py [--mbv2-alpha 0.25] [--budgets 0 2.5 5 10 20 40]
-                                [--epochs 10] [--inputs 8] [--work-dir DIR] [--skip-training]
+                                [--epochs 10] [--inputs 8] [--work-dir DIR]
+                                [--skip-training | --skip-patching]
 
 Compares ``components.models.mcunet`` (alpha 0.5) with ``components.models.mobilenet_v2`` at
 ``--mbv2-alpha`` (default 0.25: 6.6M MACs against MCUNet's 4.7M, the closest width to it
@@ -100,11 +101,12 @@ def main() -> int:
     part_times = {"1 shapes": time.perf_counter() - start}
     print_shapes(networks)
 
-    start = time.perf_counter()
-    sweeps = {n.name: sweep(n, args.budgets, args.inputs) for n in networks}
-    part_times["2 patching"] = time.perf_counter() - start
-    print_sweep(networks, sweeps)
-    print_same_arena(networks, sweeps)
+    if not args.skip_patching:
+        start = time.perf_counter()
+        sweeps = {n.name: sweep(n, args.budgets, args.inputs) for n in networks}
+        part_times["2 patching"] = time.perf_counter() - start
+        print_sweep(networks, sweeps)
+        print_same_arena(networks, sweeps)
 
     if not args.skip_training:
         start = time.perf_counter()
@@ -126,7 +128,9 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=10, help="training epochs per model")
     parser.add_argument("--inputs", type=int, default=8, help="random inputs verifying a patch")
     parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "bench_mcunet")
-    parser.add_argument("--skip-training", action="store_true", help="parts 1 and 2 only")
+    skip = parser.add_mutually_exclusive_group()
+    skip.add_argument("--skip-training", action="store_true", help="parts 1 and 2 only")
+    skip.add_argument("--skip-patching", action="store_true", help="parts 1 and 3 only")
     args = parser.parse_args()
     if args.epochs < 1 or args.inputs < 1 or min(args.budgets) < 0:
         parser.error("--epochs and --inputs must be at least 1 and --budgets at least 0")
