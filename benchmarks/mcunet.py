@@ -2,7 +2,7 @@
 
     python benchmarks/mcunet.py [--mbv2-alpha 0.25] [--budgets 0 2.5 5 10 20 40]
                                 [--epochs 10] [--inputs 8] [--work-dir DIR]
-                                [--skip-training | --skip-patching]
+                                [--skip-training | --skip-patching] [--set key=value ...]
 
 Compares ``components.models.mcunet`` (alpha 0.5) with ``components.models.mobilenet_v2`` at
 ``--mbv2-alpha`` (default 0.25: 6.6M MACs against MCUNet's 4.7M, the closest width to it
@@ -110,7 +110,7 @@ def main() -> int:
 
     if not args.skip_training:
         start = time.perf_counter()
-        results = {n.name: train(n, args.epochs, args.work_dir) for n in networks}
+        results = {n.name: train(n, args.epochs, args.work_dir, args.overrides) for n in networks}
         part_times["3 accuracy"] = time.perf_counter() - start
         print_accuracy(networks, results, args.epochs)
     print("\n## Wall time per part\n")
@@ -128,6 +128,10 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=10, help="training epochs per model")
     parser.add_argument("--inputs", type=int, default=8, help="random inputs verifying a patch")
     parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "bench_mcunet")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[],
+        help="a VWW config override for the trainings of part 3, e.g. data.synth.train=16000",
+    )  # fmt: skip
     skip = parser.add_mutually_exclusive_group()
     skip.add_argument("--skip-training", action="store_true", help="parts 1 and 2 only")
     skip.add_argument("--skip-patching", action="store_true", help="parts 1 and 3 only")
@@ -259,8 +263,9 @@ def _macs(extra: int, macs: int) -> str:
 # ----------------------------------------------------------------------------- part 3
 
 
-def train(network: Network, epochs: int, work_dir: Path):
-    """The default VWW run with this architecture and width, ``epochs`` epochs."""
+def train(network: Network, epochs: int, work_dir: Path, extra: list[str]):
+    """The default VWW run with this architecture and width, ``epochs`` epochs, and the
+    ``--set`` overrides ``extra``."""
     from pipelines import config, vww
 
     overrides = [
@@ -268,6 +273,7 @@ def train(network: Network, epochs: int, work_dir: Path):
         f"train.architecture={network.architecture}",
         f"train.model={{alpha: {network.alpha}}}",  # not the default's own options
         f"train.epochs={epochs}",
+        *extra,
     ]
     print(f"training {network.name}: --set {' --set '.join(overrides)}", flush=True)
     return run_timed(vww, config.load(CONFIG, overrides))
