@@ -62,7 +62,7 @@ def concurrent_actions(
                     barrier,
                     writers,
                     timeout_s=timeout_s,
-                )  # fmt: skip
+                )
                 for seed in range(writers)
             ]
             return [f.result() for f in futures]

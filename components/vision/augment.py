@@ -4,14 +4,14 @@ MLPerf Tiny trains its person detector with Keras's ``ImageDataGenerator(rotatio
 width_shift_range=0.05, height_shift_range=0.05, zoom_range=0.1, horizontal_flip=True)``,
 which draws a rotation, a shift, a zoom per axis and a flip for each image, composes them
 into one matrix and resamples the image once (nearest-pixel fill at the border). This does
-the same on a whole batch in one ``keras.ops.image.affine_transform`` call. A chain of
-Keras's ``RandomRotation``, ``RandomTranslation``, ``RandomZoom`` and ``RandomFlip``
-layers resamples every image three times: on two CPU cores that cost as much time as the
-training step it feeds (359 against 622 images a second for the default VWW network), and
-each resampling blurs the image a little more.
+the same on a whole batch in one ``keras.ops.image.affine_transform`` call; a chain of
+Keras's ``RandomRotation``, ``RandomTranslation`` and ``RandomZoom`` layers would resample
+(and blur) each image three times, and zoom both axes alike. Keras 3 has no preprocessing
+layer for one combined affine transform, hence this layer.
 
-Keras 3 has no preprocessing layer for one combined affine transform, hence this layer. It
-imports Keras at import time: import it where training starts, not from a config path.
+``components.train`` runs it inside the training step, in front of the model, which is
+where its speed comes from (see ``train._augmented``). It imports Keras at import time:
+import it where training starts, not from a config path.
 """
 
 from __future__ import annotations
