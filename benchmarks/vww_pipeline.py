@@ -6,8 +6,9 @@ Runs the whole pipeline as ``tflm-pipelines run`` does (tracking into the benchm
 SQLite store), then prints a table of stage times and of what was measured on TFLM: accuracy
 on the generated held-out scenes, arena before and after patching, flash, MACs, latency.
 When ``../shared/data/vww_coco`` (real COCO photos, VWW-labelled) is present it evaluates the
-int8 model on those photos, however low, and, when ``../shared/models/vww_96_int8.tflite`` is
-there too, MLPerf Tiny's reference person detector through ``tflm-pipelines evaluate``.
+int8 model on those photos, however low, with each class's hits out of its photos, and, when
+``../shared/models/vww_96_int8.tflite`` is there too, MLPerf Tiny's reference person
+detector through ``tflm-pipelines evaluate``.
 """
 
 from __future__ import annotations
@@ -75,7 +76,11 @@ def _evaluate(name: str, model: Path, args) -> tuple[str, str]:
                    "--data", str(args.real_photos), "--json", str(report)]  # fmt: skip
         subprocess.run(command, cwd=REPO, check=True, capture_output=True)
         figures = json.loads(report.read_text())
-    return name, f"{figures['accuracy']:.4f} on {figures['examples']} photos"
+    per_class = ", ".join(
+        f"{label} {row[k]}/{sum(row)}"
+        for k, (label, row) in enumerate(zip(figures["labels"], figures["confusion"], strict=True))
+    )
+    return name, f"{figures['accuracy']:.4f} on {figures['examples']} photos ({per_class})"
 
 
 if __name__ == "__main__":

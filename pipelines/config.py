@@ -93,6 +93,9 @@ class ImageDataConfig(pydantic.BaseModel):
         return self
 
 
+PRUNE_FOLLOWS_TRAIN = ("batch_size", "pair_batches")  # train keys prune takes unless set
+
+
 class ChainConfig(pydantic.BaseModel):
     """What every pipeline shares: the model chain's sections and the device targets."""
 
@@ -111,15 +114,21 @@ class ChainConfig(pydantic.BaseModel):
 
     @pydantic.model_validator(mode="before")
     @classmethod
-    def _prune_pairs_as_training(cls, raw: Any) -> Any:
-        """Pruning's fine-tuning batches each scene with its twin when training does,
-        unless the prune section says otherwise: one key to flip, not two."""
+    def _prune_batches_as_training(cls, raw: Any) -> Any:
+        """Pruning's fine-tuning batches as training does (batch size, and each scene with
+        its twin when training pairs them), unless the prune section says otherwise: one
+        key to change, not two."""
         if not isinstance(raw, dict) or not isinstance(raw.get("train"), dict):
             return raw
-        prune, paired = raw.get("prune") or {}, raw["train"].get("pair_batches")
-        if paired is None or not isinstance(prune, dict) or "pair_batches" in prune:
+        prune = raw.get("prune") or {}
+        if not isinstance(prune, dict):
             return raw
-        return {**raw, "prune": {**prune, "pair_batches": paired}}
+        inherited = {
+            key: raw["train"][key]
+            for key in PRUNE_FOLLOWS_TRAIN
+            if raw["train"].get(key) is not None and key not in prune
+        }
+        return {**raw, "prune": {**prune, **inherited}} if inherited else raw
 
 
 class KwsConfig(ChainConfig):

@@ -3,15 +3,17 @@
 Called by ``components.vision.rendering`` on a transparent layer at the supersampled
 canvas size. Limbs are tapered capsules (a quadrilateral between two round caps), the torso
 a polygon (front and back views) or a capsule (side view), the head an ellipse with hair,
-a cap or a hat, and a simple face when the head is large enough to show one.
+a cap or a hat, and, when the head is large enough to show one, a face: a real one
+(``components.vision.faces``) seen from the front, drawn eyes and mouth otherwise.
 """
 
 from __future__ import annotations
 
 import math
 
-from PIL import ImageDraw
+from PIL import Image, ImageDraw
 
+from components.vision import faces
 from components.vision.figures import BODIES, THICKNESS, Pose, Style
 
 Point = tuple[float, float]
@@ -41,8 +43,9 @@ def capsule(draw: ImageDraw.ImageDraw, a: Point, b: Point, ra: float, rb: float,
 class _Painter:
     """Draws one figure's parts; holds the joints in pixels and the sizes derived from them."""
 
-    def __init__(self, draw, style: Style, pose: Pose, joints: dict[str, Point], unit: float):
-        self.d, self.style, self.pose, self.j = draw, style, pose, joints
+    def __init__(self, layer, style: Style, pose: Pose, joints: dict[str, Point], unit: float):
+        self.layer, self.d = layer, ImageDraw.Draw(layer)
+        self.style, self.pose, self.j = style, pose, joints
         self.u, self.g = unit, BODIES[style.body].girth
         self.side = pose.view == "side"
         self.facing = 1 if joints["toe1"][0] >= joints["ankle1"][0] else -1
@@ -164,8 +167,14 @@ class _Painter:
         self.d.ellipse([x - rx, y - ry, x + rx, y + ry], fill=fill)
 
     def face(self) -> None:
-        """Eyes and a mouth, only where the head is big enough for them to be seen."""
+        """A face, only where the head is big enough for it to be seen: the style's real
+        face from the front, else drawn eyes and a mouth."""
         hx, hy, rx, ry = self.head_box()
+        if self.pose.view == "front" and self.style.face >= 0 and ry >= faces.MIN_FACE_PIXELS:
+            w, h = round(1.7 * rx), round(1.7 * ry)
+            patch, mask = faces.face_patch(self.style.face, self.style.skin, w, h)
+            self.layer.paste(patch, (round(hx - w / 2), round(hy + 0.12 * ry - h / 2)), mask)
+            return
         if ry < 7 or self.pose.view == "back":
             return
         eye = shade(self.style.skin, 0.25)
@@ -252,9 +261,10 @@ class _Painter:
         self._ellipse(hx, hy - 0.58 * ry, 1.55 * rx, 0.16 * ry, dark)
 
 
-def draw_figure(draw: ImageDraw.ImageDraw, style: Style, pose: Pose, joints: dict, unit: float):
-    """Draw a person whose ``joints`` are in pixels and whose head is ``unit`` pixels tall."""
-    p = _Painter(draw, style, pose, joints, unit)
+def draw_figure(layer: Image.Image, style: Style, pose: Pose, joints: dict, unit: float):
+    """Draw a person on ``layer``; ``joints`` are in its pixels and the head is ``unit``
+    pixels tall."""
+    p = _Painter(layer, style, pose, joints, unit)
     if p.side:
         p.arm(0, 0.72)
         p.leg(0, 0.72)
@@ -275,5 +285,5 @@ def draw_figure(draw: ImageDraw.ImageDraw, style: Style, pose: Pose, joints: dic
         p.arm(0, 1.0)
         p.arm(1, 1.0)
     p.head()
+    p.face()  # under the hair, so a fringe or a cap's peak covers the forehead
     p.hair_over()
-    p.face()

@@ -316,6 +316,7 @@ class Style:
     hat: tuple[int, int, int]  # cap or hat colour, when the hair style has one
     long_sleeves: bool
     legwear: str  # trousers, shorts or skirt
+    face: int = -1  # a real face (``components.vision.faces``) seen from the front; -1: drawn
 
 
 def _pick(rng: np.random.Generator, options):
@@ -329,7 +330,11 @@ def jitter(rng: np.random.Generator, colour, spread: int = 18) -> tuple[int, int
 
 
 def random_style(
-    rng: np.random.Generator, bodies: tuple[str, ...], palettes: tuple[str, ...], hair: tuple
+    rng: np.random.Generator,
+    bodies: tuple[str, ...],
+    palettes: tuple[str, ...],
+    hair: tuple[str, ...],
+    faces: tuple[int, ...],
 ) -> Style:
     """A person's look drawn from the given style groups (and the shared skin tones)."""
     palette = _pick(rng, palettes)
@@ -347,4 +352,5 @@ def random_style(
         hat=jitter(rng, _pick(rng, tops + bottoms)),
         long_sleeves=bool(rng.random() < 0.55),
         legwear=legwear,
+        face=int(_pick(rng, faces)),
     )

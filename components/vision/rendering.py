@@ -53,7 +53,7 @@ def _draw_item(image: Image.Image, item: Person | Prop, canvas: int, rng, light:
         draw_prop(draw, item, canvas, (left, top))
     else:
         joints = {k: (x * canvas - left, y * canvas - top) for k, (x, y) in item.joints.items()}
-        draw_figure(draw, item.style, item.pose, joints, item.unit * canvas)
+        draw_figure(layer, item.style, item.pose, joints, item.unit * canvas)
     image.paste(_surface(layer, rng, light, canvas), (left, top), layer.getchannel("A"))
 
 
@@ -105,6 +105,8 @@ def camera(image: Image.Image, fx: Effects) -> Image.Image:
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
     if fx.blur > 0:
         image = image.filter(ImageFilter.GaussianBlur(fx.blur * size / 128))
+    if fx.sharpen > 0:
+        image = image.filter(ImageFilter.UnsharpMask(size / 128, round(100 * fx.sharpen), 2))
     if fx.noise > 0:
         rng = np.random.default_rng(fx.seed)
         noise = rng.standard_normal((size, size, 3), dtype=np.float32) * fx.noise

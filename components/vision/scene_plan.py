@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.vision import backgrounds, figures, props
+from components.vision import backgrounds, faces, figures, props
 from components.vision.backgrounds import Background
 from components.vision.figures import BODIES, Pose, Style
 from components.vision.props import Prop
@@ -43,20 +43,21 @@ class StyleGroup:
     bodies: tuple[str, ...]
     palettes: tuple[str, ...]
     hair: tuple[str, ...]
+    faces: tuple[int, ...]  # indices of real faces (``components.vision.faces``)
 
 
 # The held-out partition: the test split is rendered only from the "test" group, which
-# shares no photograph, texture kind, body variant, clothing palette or hair style with the
-# "train" group. Validation uses the training group: it measures fit and picks the epoch,
-# while the test split measures how well that carries over to unseen looks.
+# shares no photograph, texture kind, body variant, clothing palette, hair style or face
+# with the "train" group. Validation uses the training group: it measures fit and picks the
+# epoch, while the test split measures how well that carries over to unseen looks.
 STYLE_GROUPS = {
     "train": StyleGroup(
         backgrounds.TRAIN_PHOTOS, backgrounds.TRAIN_TEXTURES, figures.TRAIN_BODIES,
-        figures.TRAIN_PALETTES, figures.TRAIN_HAIR,
+        figures.TRAIN_PALETTES, figures.TRAIN_HAIR, faces.TRAIN_FACES,
     ),
     "test": StyleGroup(
         backgrounds.TEST_PHOTOS, backgrounds.TEST_TEXTURES, figures.TEST_BODIES,
-        figures.TEST_PALETTES, figures.TEST_HAIR,
+        figures.TEST_PALETTES, figures.TEST_HAIR, faces.TEST_FACES,
     ),
 }  # fmt: skip
 SPLIT_GROUPS = {"train": "train", "validation": "train", "test": "test"}
@@ -102,6 +103,7 @@ class Effects:
     light_strength: float
     vignette: float
     blur: float  # Gaussian radius in pixels of a 128-pixel image
+    sharpen: float  # unsharp-mask strength (1: edges doubled); a phone camera's processing
     noise: float  # standard deviation, 0-255 scale
     grey: bool
     jpeg_quality: int
@@ -197,13 +199,14 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
 def plan_person(rng: np.random.Generator, spec: SceneSpec, group: StyleGroup, horizon: float):
     """A person of the group's styles, in a random pose, size and place, at least
     ``spec.person_area[0]`` of the frame visible and the head inside the frame."""
-    style = figures.random_style(rng, group.bodies, group.palettes, group.hair)
+    style = figures.random_style(rng, group.bodies, group.palettes, group.hair, group.faces)
     pose = figures.random_pose(rng)
     body = BODIES[style.body]
     joints = figures.skeleton(body, pose)
     extent = figures.extent(body, pose, style.hair, joints)
+    close_up = bool(rng.random() < spec.close_up_probability)
     for _ in range(30):
-        person = _place(rng, spec, style, pose, joints, extent, horizon)
+        person = _place(rng, spec, style, pose, joints, extent, horizon, close_up)
         if person.area >= spec.person_area[0] and _in_frame(person):
             return person
     return person
@@ -216,13 +219,19 @@ def _in_frame(person: Person) -> bool:
     return 0.04 < hx < 0.96 and 0.03 < hy < 0.96 and 0.05 < mx < 0.95 and 0.05 < my < 0.95
 
 
-def _place(rng, spec: SceneSpec, style, pose, joints, extent, horizon: float) -> Person:
+def _place(rng, spec: SceneSpec, style, pose, joints, extent, horizon: float, close_up: bool):
     """Scale and position a skeleton: the whole box's area is log-uniform in
-    ``spec.person_area``; feet below the horizon; taller than the frame means a close-up."""
+    ``spec.person_area``, feet below the horizon, taller than the frame meaning a close-up;
+    or, for a ``close_up``, the head's height log-uniform in ``spec.close_up_head``."""
     w0, h0 = extent[2] - extent[0], extent[3] - extent[1]
-    unit = math.sqrt(_log_uniform(rng, *spec.person_area) / (w0 * h0))
+    if close_up:
+        unit = _log_uniform(rng, *spec.close_up_head)
+    else:
+        unit = math.sqrt(_log_uniform(rng, *spec.person_area) / (w0 * h0))
     w, h = w0 * unit, h0 * unit
-    if h < 0.95:
+    if close_up:
+        top = rng.uniform(-0.01, 0.12)
+    elif h < 0.95:
         bottom = rng.uniform(max(h, min(horizon + 0.2 * h, 1.0)), 1.0)
         top = bottom - h
     else:
@@ -265,14 +274,17 @@ def _seat(rng: np.random.Generator, person: Person, palettes) -> Prop:
 def plan_effects(rng: np.random.Generator, spec: SceneSpec) -> Effects:
     """Random camera settings; identical in distribution for both classes."""
     return Effects(
-        brightness=float(rng.uniform(0.65, 1.3)),
-        contrast=float(rng.uniform(0.7, 1.25)),
-        saturation=float(rng.uniform(0.5, 1.3)),
+        brightness=float(rng.uniform(*spec.brightness)),
+        contrast=float(rng.uniform(*spec.contrast)),
+        saturation=float(rng.uniform(*spec.saturation)),
         cast=tuple(float(v) for v in rng.uniform(0.88, 1.12, 3)),
         light_angle=float(rng.uniform(0, 360)),
         light_strength=float(rng.uniform(0, 0.35)),
         vignette=float(rng.uniform(0, 0.4)) if rng.random() < 0.4 else 0.0,
-        blur=float(rng.uniform(0.3, spec.max_blur)) if rng.random() < 0.5 else 0.0,
+        blur=float(rng.uniform(0.3, spec.max_blur))
+        if rng.random() < spec.blur_probability
+        else 0.0,
+        sharpen=float(rng.uniform(0.5, spec.max_sharpen)) if rng.random() < 0.5 else 0.0,
         noise=float(rng.uniform(0, spec.max_noise)),
         grey=bool(rng.random() < 0.05),
         jpeg_quality=int(rng.integers(spec.jpeg_quality[0], spec.jpeg_quality[1] + 1)),

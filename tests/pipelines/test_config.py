@@ -113,11 +113,14 @@ def test_the_pipeline_key_picks_the_pipeline():
     assert vww.train.pair_batches and vww.prune.pair_batches and vww.data.synth.paired
 
 
-def test_prune_pairs_batches_as_training_unless_told_otherwise():
+def test_prune_batches_as_training_unless_told_otherwise():
     assert not config.load(VWW, ["train.pair_batches=false"]).prune.pair_batches
     own = config.load(VWW, ["train.pair_batches=false", "prune.pair_batches=true"])
     assert own.prune.pair_batches and not own.train.pair_batches
     assert not config.load(KWS).prune.pair_batches
+    assert config.load(VWW).prune.batch_size == 32
+    assert config.load(VWW, ["train.batch_size=16"]).prune.batch_size == 16
+    assert config.load(VWW, ["train.batch_size=16", "prune.batch_size=64"]).prune.batch_size == 64
 
 
 def test_a_config_without_the_pipeline_key_is_kws(tmp_path):

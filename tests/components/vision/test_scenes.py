@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import json
 import os
 import subprocess
@@ -10,13 +12,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pydantic
 import pytest
 from PIL import Image
 
 from components.errors import ComponentError
-from components.vision import backgrounds, figures, scene_plan, scenes
+from components.vision import backgrounds, faces, figures, rendering, scene_plan, scenes
 from components.vision.scenes import SceneSpec
+from tests.shared_data import require
 
 TINY = SceneSpec(image_size=64, train=8, validation=8, test=8)
 LABELS = ("person", "non_person")
@@ -167,7 +171,16 @@ def test_a_count_of_zero_is_refused(field):
 
 
 @pytest.mark.parametrize(
-    "fields", [{"person_area": (0.5, 0.2)}, {"jpeg_quality": (90, 101)}, {"image_size": 8}]
+    "fields",
+    [
+        {"person_area": (0.5, 0.2)},
+        {"jpeg_quality": (90, 101)},
+        {"image_size": 8},
+        {"close_up_head": (0.2, 0.5)},
+        {"contrast": (1.5, 1.0)},
+        {"saturation": (-0.1, 1.0)},
+        {"max_sharpen": 0.1},
+    ],
 )
 def test_bad_ranges_are_refused(fields):
     with pytest.raises(pydantic.ValidationError):
@@ -181,8 +194,12 @@ def test_describe_checks_split_label_and_index():
         scenes.describe(TINY, "holdout", "person", 0)
 
 
-def _described(split: str, label: str, n: int = 200) -> list[scene_plan.Scene]:
-    return [scenes.describe(SceneSpec(), split, label, i) for i in range(n)]
+DEFAULT = SceneSpec()
+NO_CLOSE_UPS = SceneSpec(close_up_probability=0.0)
+
+
+def _described(split: str, label: str, n: int = 200, spec=DEFAULT) -> list[scene_plan.Scene]:
+    return [scenes.describe(spec, split, label, i) for i in range(n)]
 
 
 def test_person_sizes_poses_and_views_spread():
@@ -202,6 +219,57 @@ def test_person_sizes_poses_and_views_spread():
     assert sum(p.cut for p in people) > 20
 
 
+def test_close_ups_frame_a_large_head_inside_the_frame():
+    people = [p for scene in _described("train", "person") for p in scene.people]
+    close = [p for p in people if p.unit >= 0.2]  # a head a fifth of the frame or more
+    assert 0.03 * len(people) < len(close) < 0.2 * len(people)
+    assert max(p.unit for p in people) > 0.25
+    for p in close:
+        hx, hy = p.joints["head"]
+        assert 0.03 < hy < 0.5 and 0 < hx < 1, (hx, hy)
+    far = [p for s in _described("train", "person", spec=NO_CLOSE_UPS) for p in s.people]
+    assert sum(p.unit >= 0.2 for p in far) < 0.3 * len(close)
+
+
+def test_people_get_real_faces_from_their_split_group_only():
+    for split, allowed in (("train", faces.TRAIN_FACES), ("test", faces.TEST_FACES)):
+        used = {p.style.face for s in _described(split, "person") for p in s.people}
+        assert used <= set(allowed) and len(used) > 0.5 * len(allowed), split
+    assert not set(faces.TRAIN_FACES) & set(faces.TEST_FACES)
+
+
+def test_a_real_face_is_tinted_by_the_skin_and_keeps_its_features():
+    dark, light = (faces.face_patch(0, skin, 40, 48)[0] for skin in ((80, 50, 35), (240, 200, 170)))
+    dark_px, light_px = np.asarray(dark, float), np.asarray(light, float)
+    assert dark_px.shape == (48, 40, 3)
+    assert dark_px.mean() < 0.5 * light_px.mean()
+    assert light_px[..., 0].mean() > light_px[..., 2].mean()  # the tone's hue, not grey
+    assert light_px[..., 0].std() > 15  # eyes, nose, mouth: not a flat disc
+
+
+def test_a_large_front_facing_head_shows_its_face():
+    spec = SceneSpec(image_size=128)
+    for i in range(400):
+        scene = scenes.describe(spec, "train", "person", i)
+        big = [p for p in scene.people if p.unit > 0.2 and p.pose.view == "front"]
+        if big and not scene.occluders and len(scene.people) == 1:
+            break
+    person = big[0]
+    plain = dataclasses.replace(person, style=dataclasses.replace(person.style, face=-1))
+    drawn = [
+        rendering.render(dataclasses.replace(scene, layers=_swap(scene.layers, person, who)), 128)
+        for who in (person, plain)
+    ]
+    hx, hy = (round(v * 128) for v in person.joints["head"])
+    r = round(0.3 * person.unit * 128)
+    crops = [np.asarray(im, float)[hy - r : hy + r, hx - r : hx + r] for im in drawn]
+    assert np.abs(crops[0] - crops[1]).mean() > 5
+
+
+def _swap(layers, old, new):
+    return tuple(new if item is old else item for item in layers)
+
+
 def test_non_person_scenes_have_no_people_but_the_same_kind_of_objects():
     negatives, positives = _described("train", "non_person"), _described("train", "person")
     assert all(not scene.people for scene in negatives)
@@ -214,7 +282,7 @@ def test_non_person_scenes_have_no_people_but_the_same_kind_of_objects():
 
 def test_the_held_out_groups_share_nothing():
     train, test = scene_plan.STYLE_GROUPS["train"], scene_plan.STYLE_GROUPS["test"]
-    for field in ("photos", "textures", "bodies", "palettes", "hair"):
+    for field in ("photos", "textures", "bodies", "palettes", "hair", "faces"):
         a, b = getattr(train, field), getattr(test, field)
         assert a and b and not set(a) & set(b), field
     assert scene_plan.SPLIT_GROUPS == {"train": "train", "validation": "train", "test": "test"}
@@ -254,3 +322,32 @@ def test_paired_non_person_scenes_are_the_person_scenes_without_people():
     unpaired = SceneSpec(**{**vars(TINY), "paired": False})
     person, other = (scenes.describe(unpaired, "train", label, 0) for label in LABELS)
     assert person.background != other.background
+
+
+def _photo_statistics(images) -> np.ndarray:
+    """Mean brightness, contrast (grey std), edge density (mean neighbour difference) and
+    HSV saturation, averaged over images at 96 x 96."""
+    rows = []
+    for image in images:
+        small = image.convert("RGB").resize((96, 96))
+        grey = np.asarray(small.convert("L"), float)
+        edges = (np.abs(np.diff(grey, axis=0)).mean() + np.abs(np.diff(grey, axis=1)).mean()) / 2
+        saturation = np.asarray(small.convert("HSV"), float)[..., 1].mean()
+        rows.append((grey.mean(), grey.std(), edges, saturation))
+    return np.mean(rows, axis=0)
+
+
+def test_the_camera_gives_scenes_the_contrast_edges_and_colour_of_real_photos():
+    """The camera's defaults were set so that scenes look like COCO photos at 96 px to a
+    detector's first layers; the earlier, softer camera gave 2/3 of the photos' contrast
+    and edges and a quarter more saturation, and a detector then took photographs' detail
+    for people."""
+    photos = sorted(require("data", "vww_coco").rglob("*.png"))
+    real = _photo_statistics(Image.open(p) for p in photos)
+    spec = SceneSpec()
+    made = _photo_statistics(
+        Image.open(io.BytesIO(scenes.render_jpeg(spec, "train", label, i)))
+        for label in LABELS
+        for i in range(60)
+    )
+    assert np.all(np.abs(made - real) < 0.2 * real), (made.round(1), real.round(1))
