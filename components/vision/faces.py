@@ -22,7 +22,7 @@ RGB = tuple[int, int, int]
 FACE_COUNT = 100  # the sample's first 100 crops are faces, the rest are not
 TRAIN_FACES = tuple(range(0, 70))
 TEST_FACES = tuple(range(70, FACE_COUNT))
-MIN_FACE_PIXELS = 6  # smaller heads get no face: its features would not survive resizing
+MIN_HEAD_RADIUS = 6  # drawing pixels (2 per image pixel); a smaller head gets drawn features
 
 
 @functools.cache

@@ -166,15 +166,22 @@ class _Painter:
     def _ellipse(self, x: float, y: float, rx: float, ry: float, fill) -> None:
         self.d.ellipse([x - rx, y - ry, x + rx, y + ry], fill=fill)
 
-    def face(self) -> None:
-        """A face, only where the head is big enough for it to be seen: the style's real
-        face from the front, else drawn eyes and a mouth."""
+    def shows_real_face(self) -> bool:
+        """Whether the style's real face is seen: from the front, on a head big enough."""
+        ry = self.head_box()[3]
+        return self.pose.view == "front" and self.style.face >= 0 and ry >= faces.MIN_HEAD_RADIUS
+
+    def real_face(self) -> None:
+        """The style's real face over the head, under the hair (a fringe or a cap's peak
+        covers the forehead)."""
         hx, hy, rx, ry = self.head_box()
-        if self.pose.view == "front" and self.style.face >= 0 and ry >= faces.MIN_FACE_PIXELS:
-            w, h = round(1.7 * rx), round(1.7 * ry)
-            patch, mask = faces.face_patch(self.style.face, self.style.skin, w, h)
-            self.layer.paste(patch, (round(hx - w / 2), round(hy + 0.12 * ry - h / 2)), mask)
-            return
+        w, h = round(1.7 * rx), round(1.7 * ry)
+        patch, mask = faces.face_patch(self.style.face, self.style.skin, w, h)
+        self.layer.paste(patch, (round(hx - w / 2), round(hy + 0.12 * ry - h / 2)), mask)
+
+    def face(self) -> None:
+        """Drawn eyes and a mouth, only where the head is big enough for them to be seen."""
+        hx, hy, rx, ry = self.head_box()
         if ry < 7 or self.pose.view == "back":
             return
         eye = shade(self.style.skin, 0.25)
@@ -285,5 +292,9 @@ def draw_figure(layer: Image.Image, style: Style, pose: Pose, joints: dict, unit
         p.arm(0, 1.0)
         p.arm(1, 1.0)
     p.head()
-    p.face()  # under the hair, so a fringe or a cap's peak covers the forehead
-    p.hair_over()
+    if p.shows_real_face():
+        p.real_face()
+        p.hair_over()
+    else:
+        p.hair_over()
+        p.face()

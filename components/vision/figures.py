@@ -336,7 +336,8 @@ def random_style(
     hair: tuple[str, ...],
     faces: tuple[int, ...],
 ) -> Style:
-    """A person's look drawn from the given style groups (and the shared skin tones)."""
+    """A person's look drawn from the given style groups (and the shared skin tones);
+    ``faces`` empty: drawn faces only."""
     palette = _pick(rng, palettes)
     tops, bottoms = PALETTES[palette]
     legwear = _pick(rng, ("trousers", "trousers", "trousers", "shorts", "skirt"))
@@ -352,5 +353,5 @@ def random_style(
         hat=jitter(rng, _pick(rng, tops + bottoms)),
         long_sleeves=bool(rng.random() < 0.55),
         legwear=legwear,
-        face=int(_pick(rng, faces)),
+        face=int(_pick(rng, faces)) if faces else -1,  # no draw without faces: older sets stay
     )

@@ -199,12 +199,13 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
 def plan_person(rng: np.random.Generator, spec: SceneSpec, group: StyleGroup, horizon: float):
     """A person of the group's styles, in a random pose, size and place, at least
     ``spec.person_area[0]`` of the frame visible and the head inside the frame."""
-    style = figures.random_style(rng, group.bodies, group.palettes, group.hair, group.faces)
+    real_faces = group.faces if spec.real_faces else ()
+    style = figures.random_style(rng, group.bodies, group.palettes, group.hair, real_faces)
     pose = figures.random_pose(rng)
     body = BODIES[style.body]
     joints = figures.skeleton(body, pose)
     extent = figures.extent(body, pose, style.hair, joints)
-    close_up = bool(rng.random() < spec.close_up_probability)
+    close_up = spec.close_up_probability > 0 and bool(rng.random() < spec.close_up_probability)
     for _ in range(30):
         person = _place(rng, spec, style, pose, joints, extent, horizon, close_up)
         if person.area >= spec.person_area[0] and _in_frame(person):
@@ -284,9 +285,17 @@ def plan_effects(rng: np.random.Generator, spec: SceneSpec) -> Effects:
         blur=float(rng.uniform(0.3, spec.max_blur))
         if rng.random() < spec.blur_probability
         else 0.0,
-        sharpen=float(rng.uniform(0.5, spec.max_sharpen)) if rng.random() < 0.5 else 0.0,
+        sharpen=_sharpening(rng, spec.max_sharpen),
         noise=float(rng.uniform(0, spec.max_noise)),
         grey=bool(rng.random() < 0.05),
         jpeg_quality=int(rng.integers(spec.jpeg_quality[0], spec.jpeg_quality[1] + 1)),
         seed=int(rng.integers(2**31)),
     )
+
+
+def _sharpening(rng: np.random.Generator, most: float) -> float:
+    """Half the images sharpened, by up to ``most``; no random draw when ``most`` is 0, so
+    that sets made before sharpening existed are drawn alike."""
+    if most <= 0:
+        return 0.0
+    return float(rng.uniform(min(0.5, most), most)) if rng.random() < 0.5 else 0.0
