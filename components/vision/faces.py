@@ -1,13 +1,13 @@
 """Real faces for the generated people: scikit-image's bundled LFW sample.
 
-Called by ``components.vision.figure_drawing`` for people seen from the front. Drawn
-faces (two dots and a line) are the part of a person that real photographs show most
-often and that a cartoon renders worst; the photographs' people are often close enough for
-eyes, nose, mouth and their shading to be what gives them away. scikit-image ships
-``lfw_subset.npy`` (100 grey 25x25 face crops from Labeled Faces in the Wild, then 100
-non-face crops), read from the installed package: nothing is downloaded. Each face is tinted
-with the figure's skin tone, so its features bring the texture and the tone stays the
-figure's; the held-out split uses faces training never sees (``TEST_FACES``).
+Called by ``components.vision.figure_drawing`` for people seen from the front, when the
+scene spec asks for real faces (``SceneSpec.real_faces``). Drawn faces (two dots and a
+line) are the part of a person that real photographs show most often and that a cartoon
+renders worst. scikit-image ships ``lfw_subset.npy`` (100 grey 25x25 face crops from
+Labeled Faces in the Wild, then 100 non-face crops), read from the installed package:
+nothing is downloaded. Each face is tinted with the figure's skin tone, so its features
+bring the texture and the tone stays the figure's; the held-out split uses faces training
+never sees (``TEST_FACES``). Measured, they did not raise accuracy on real photos (README).
 """
 
 from __future__ import annotations

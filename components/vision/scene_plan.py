@@ -282,15 +282,18 @@ def plan_effects(rng: np.random.Generator, spec: SceneSpec) -> Effects:
         light_angle=float(rng.uniform(0, 360)),
         light_strength=float(rng.uniform(0, 0.35)),
         vignette=float(rng.uniform(0, 0.4)) if rng.random() < 0.4 else 0.0,
-        blur=float(rng.uniform(0.3, spec.max_blur))
-        if rng.random() < spec.blur_probability
-        else 0.0,
+        blur=_blurring(rng, spec.blur_probability, spec.max_blur),
         sharpen=_sharpening(rng, spec.max_sharpen),
         noise=float(rng.uniform(0, spec.max_noise)),
         grey=bool(rng.random() < 0.05),
         jpeg_quality=int(rng.integers(spec.jpeg_quality[0], spec.jpeg_quality[1] + 1)),
         seed=int(rng.integers(2**31)),
     )
+
+
+def _blurring(rng: np.random.Generator, probability: float, most: float) -> float:
+    """Defocus in a share of the images, 0.3 to ``most`` pixels of a 128-pixel image."""
+    return float(rng.uniform(0.3, most)) if rng.random() < probability else 0.0
 
 
 def _sharpening(rng: np.random.Generator, most: float) -> float:

@@ -5,12 +5,13 @@ image is a scene: a background made from scikit-image's bundled sample photograp
 shows a person) or from procedural rooms, streets, foliage, fields, skies, tiles, shelves,
 gradients and lights; hard-negative objects (poles, bottles, lamps, trees, coat stands,
 cacti, animals, furniture) in every image; and, in the ``person`` class, one to three
-articulated people in many poses, sizes (about 5 % of the frame to filling it, and
-close-ups framed from the head down), views, clothes, skin tones, hair and real faces,
-sometimes occluded or cut by the frame. Non-person image ``i`` is, by default, person image
-``i`` with its people taken away and objects standing in their place, so the classes
-differ only in the people. A simple camera adds lighting, colour cast, blur, sensor noise
-and JPEG artefacts. The modules: ``scene_plan`` (what a scene holds),
+articulated people in many poses, sizes (about 5 % of the frame to filling it; optionally
+close-ups framed from the head down), views, clothes, skin tones and hair (optionally real
+faces), sometimes occluded or cut by the frame. Non-person image ``i`` is, by default,
+person image ``i`` with its people taken away and objects standing in their place, so the
+classes differ only in the people. A simple camera adds lighting, colour cast, blur,
+sharpening, sensor noise and JPEG artefacts (``PHOTOGRAPHIC_CAMERA``: settings matched to
+photographs). The modules: ``scene_plan`` (what a scene holds),
 ``figures``/``figure_drawing``/``faces`` (people), ``props``, ``backgrounds``/``textures``
 and ``rendering``.
 
