@@ -109,10 +109,8 @@ def _check_range(name: str, value: tuple[float, float], least: float, most: floa
 
 
 # Camera settings that give generated scenes COCO photos' contrast, edge density and
-# saturation at 96 px (pinned by a test against ../shared/data/vww_coco). For a config:
-#   --set "data.synth.brightness=[0.8, 1.4]" --set "data.synth.contrast=[0.9, 1.7]"
-#   --set "data.synth.saturation=[0.25, 0.8]" --set data.synth.blur_probability=0.25
-#   --set data.synth.max_sharpen=1.5
+# saturation at 96 px (pinned by a test against ../shared/data/vww_coco); the README gives
+# them as --set overrides of data.synth.
 PHOTOGRAPHIC_CAMERA = {
     "brightness": (0.8, 1.4),
     "contrast": (0.9, 1.7),

@@ -228,7 +228,7 @@ def test_close_ups_frame_a_large_head_inside_the_frame():
     for p in close:
         hx, hy = p.joints["head"]
         assert 0.03 < hy < 0.5 and 0 < hx < 1, (hx, hy)
-    far = [p for s in _described("train", "person") for p in s.people]  # none by default
+    far = [p for s in _described("train", "person") for p in s.people]  # no close-ups
     assert sum(p.unit >= 0.2 for p in far) < 0.5 * len(close)
 
 
