@@ -89,13 +89,17 @@ def _source(rng: np.random.Generator, source: str, size: int, horizon: float) ->
     return TEXTURE_PAINTERS[source](rng, size, int(horizon * size))
 
 
+def sample_data(file: str):
+    """A file scikit-image ships in its ``data`` folder (read from the installed package)."""
+    return importlib.resources.files("skimage") / "data" / file
+
+
 @functools.cache
 def load_photo(name: str) -> Image.Image:
     """One bundled sample image, as RGB or L (transparent ones flattened on white)."""
     if name in EXCLUDED_PHOTOS or name not in PHOTO_FILES:
         raise KeyError(f"{name!r} is not one of the usable sample images")
-    path = importlib.resources.files("skimage") / "data" / PHOTO_FILES[name]
-    with Image.open(path) as image:
+    with Image.open(sample_data(PHOTO_FILES[name])) as image:
         image.load()
     if image.mode in ("RGBA", "LA", "P"):
         image = image.convert("RGBA")

@@ -13,10 +13,11 @@ never sees (``TEST_FACES``). Measured, they did not raise accuracy on real photo
 from __future__ import annotations
 
 import functools
-import importlib.resources
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from components.vision.backgrounds import sample_data
 
 RGB = tuple[int, int, int]
 FACE_COUNT = 100  # the sample's first 100 crops are faces, the rest are not
@@ -27,8 +28,7 @@ MIN_HEAD_RADIUS = 6  # drawing pixels (2 per image pixel); a smaller head gets d
 
 @functools.cache
 def _faces() -> np.ndarray:
-    path = importlib.resources.files("skimage") / "data" / "lfw_subset.npy"
-    with path.open("rb") as f:
+    with sample_data("lfw_subset.npy").open("rb") as f:
         crops = np.load(f)
     return np.asarray(crops[:FACE_COUNT], np.float32)
 

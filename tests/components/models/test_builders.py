@@ -25,7 +25,7 @@ DEFAULTS = {
     "mobilenet_v1": {"alpha": 0.25, "dropout": 0.0, "l2": 1e-4},
     "mobilenet_v2": {"alpha": 0.35, "dropout": 0.2, "l2": 1e-4},
     "mcunet": {"alpha": 0.5, "dropout": 0.2, "l2": 1e-4},
-    "plain_cnn": {"filters": 8, "blocks": 4, "dropout": 0.0, "l2": 1e-4},
+    "plain_cnn": {"filters": 8, "blocks": 4, "dropout": 0.0, "l2": 1e-4, "blur_sigma": 0.0},
 }
 #: What TFLM's reference kernels run and every vision model may use.
 VISION_OPS = {
@@ -275,7 +275,8 @@ def test_plain_cnn_widens_with_filters_and_refuses_what_it_cannot_build() -> Non
     counts = [models.build("plain_cnn", (32, 32, 3), 2, {"filters": f}).count_params()
               for f in (4, 8, 16)]  # fmt: skip
     assert counts[0] < counts[1] < counts[2]
-    for values in ({"filters": 0}, {"blocks": 7}, {"dropout": 1.0}, {"l2": -1.0}):
+    bad = ({"filters": 0}, {"blocks": 7}, {"dropout": 1.0}, {"l2": -1.0}, {"blur_sigma": -0.5})
+    for values in (*bad, {"blur_sigma": 3.5}):
         with pytest.raises(pydantic.ValidationError):
             models.options("plain_cnn", values)
     with pytest.raises(ComponentError, match="below 1x1"):
@@ -299,3 +300,44 @@ def test_plain_cnn_int8_model_runs_on_tflm() -> None:
     expected = sum(s * s * 9 * c_in * c_out for s, c_in, c_out in
                    ((48, 3, 8), (24, 8, 16), (12, 16, 32), (6, 32, 64)))  # fmt: skip
     assert expected <= graph_stats(model_bytes).total_macs <= expected * 1.01
+
+
+def test_plain_cnn_low_pass_is_a_fixed_gaussian_that_training_leaves_alone() -> None:
+    """``blur_sigma`` puts a Gaussian blur before the first convolution: a normalised,
+    symmetric kernel per channel, untrained, so a flat image stays flat inside the border."""
+    import keras
+
+    model = models.build("plain_cnn", (32, 32, 3), 2, {"blocks": 2, "blur_sigma": 1.0})
+    blur = model.get_layer("low_pass")
+    assert model.layers[1] is blur and not blur.trainable
+    kernel = blur.get_weights()[0][:, :, :, 0]  # (5, 5, channels) at sigma 1: radius 2
+    assert kernel.shape == (5, 5, 3)
+    np.testing.assert_allclose(kernel.sum(axis=(0, 1)), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(kernel, kernel[::-1, ::-1], rtol=1e-6)
+    assert kernel[2, 2, 0] == kernel[:, :, 0].max() > 4 * kernel[0, 0, 0]
+    flat = np.full((1, 32, 32, 3), 0.5, np.float32)
+    inner = keras.Model(model.input, blur.output)(flat).numpy()[0, 2:-2, 2:-2]
+    np.testing.assert_allclose(inner, 0.5, rtol=1e-5)
+    before = blur.get_weights()[0].copy()
+    model.compile(optimizer=keras.optimizers.Adam(0.1), loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).uniform(0, 1, (8, 32, 32, 3)).astype(np.float32)
+    model.fit(x, np.arange(8) % 2, epochs=1, verbose=0)
+    np.testing.assert_array_equal(blur.get_weights()[0], before)
+    assert models.build("plain_cnn", (32, 32, 3), 2, {"blocks": 2}).layers[1].name != "low_pass"
+
+
+def test_plain_cnn_with_low_pass_runs_on_tflm_and_patches_bit_exact() -> None:
+    """The blur is one DEPTHWISE_CONV_2D, the first operator, inside the patch stage."""
+    import tflm_ext
+    from tflm_ext.model_graph import read_graph
+    from tflm_ext.patching import patch_model
+
+    _, model_bytes = int8_model("plain_cnn", TFLM_SIZE, TFLM_CLASSES, {"blur_sigma": 0.8})
+    ops = [op.name for op in read_graph(model_bytes).ops]
+    assert ops[:2] == ["DEPTHWISE_CONV_2D", "CONV_2D"] and ops.count("DEPTHWISE_CONV_2D") == 1
+    x = np.random.default_rng(2).uniform(0, 1, (4, *TFLM_SIZE)).astype(np.float32)
+    np.testing.assert_allclose(
+        tflm_ext.run_batch(model_bytes, x).scores.sum(axis=1), 1, atol=4 / 256
+    )
+    outcome = patch_model(model_bytes, inputs=4)
+    assert outcome.applied and outcome.report.identical and outcome.plan.stages[0].first_op == 0

@@ -56,6 +56,15 @@ def test_registry_models_prune(name):
     assert pruned.count_params() < 0.6 * model.count_params()
 
 
+def test_pruning_leaves_a_fixed_low_pass_whole():
+    """The plain CNN's untrained blur filters the image's own channels: none is removed."""
+    model = models.build("plain_cnn", (32, 32, 3), 3, {"blur_sigma": 0.8})
+    pruned = _check_equivalent(model, 0.5)
+    kept, original = pruned.get_layer("low_pass"), model.get_layer("low_pass")
+    assert not kept.trainable
+    np.testing.assert_array_equal(kept.get_weights()[0], original.get_weights()[0])
+
+
 @pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_removing_nothing_changes_nothing(name):
     model = BUILDERS[name]()
