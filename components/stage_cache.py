@@ -19,6 +19,12 @@ fit-to-device search reusing evaluated candidates). Four things, nothing pipelin
   dataclasses, paths, tuples and mappings restored to their types. Paths inside the cache
   are stored relative to the entry, so a cache folder can move.
 
+Entries accumulate (every code change keys every stage anew), so the cache also keeps what
+pruning needs: when each entry was last used (its folder's modification time, set whenever
+it is read), the keys each recent run used (:meth:`StageCache.record_run`), and
+:meth:`StageCache.prune`, which removes the entries and leftovers no kept run used, skipping
+any entry a running process holds.
+
 POSIX only (``fcntl``), like the rest of the project's tooling.
 """
 
@@ -34,6 +40,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib import metadata
@@ -48,6 +55,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 ARTIFACT_FILE = "artifact.json"
+RUNS_FILE = "runs.json"  # the keys the latest runs used, newest first
+RUNS_KEPT = 20  # runs remembered in it
 FORMAT = 1  # of artifact.json; an entry in another format is rebuilt
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("components", "pipelines", "tflm_ext")
@@ -108,6 +117,18 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"cannot fingerprint {type(value).__name__}: {value!r:.80}")
 
 
+@dataclasses.dataclass(frozen=True)
+class CacheEntry:
+    """A published entry, or the leftovers of one (``published`` False: a killed build's
+    temporary folder or a resume folder whose entry never appeared)."""
+
+    stage: str
+    key: str
+    size_bytes: int
+    last_used: float  # seconds since the epoch
+    published: bool = True
+
+
 class StageCache:
     """Entries ``<root>/<stage>/<key>/``, each a stage's files and its ``artifact.json``."""
 
@@ -123,13 +144,14 @@ class StageCache:
         return self.root / stage / f"{key}.resume"
 
     @contextlib.contextmanager
-    def lock(self, stage: str, name: str) -> Iterator[None]:
+    def lock(self, stage: str, name: str, *, wait: bool = True) -> Iterator[None]:
         """Hold an exclusive ``fcntl`` lock on ``<root>/<stage>/<name>.lock`` (released when
-        the process dies, so a killed run never leaves a stale lock)."""
+        the process dies, so a killed run never leaves a stale lock). Without ``wait``, a
+        lock another process holds raises ``BlockingIOError`` at once."""
         path = self.root / stage / f"{name}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             try:
                 yield
             finally:
@@ -152,6 +174,8 @@ class StageCache:
         except (OSError, ValueError, KeyError, TypeError, ComponentError) as e:
             log.warning("ignoring cache entry %s: %s", folder, e)
             return None
+        with contextlib.suppress(OSError):  # a read-only cache still reads
+            os.utime(folder)  # last used: what pruning by age goes by
         return artifact
 
     def compute(
@@ -173,6 +197,75 @@ class StageCache:
             raise ComponentError(f"stage {stage}: the entry just written to "
                                  f"{self.entry(stage, key)} cannot be read back")  # fmt: skip
         return artifact, False
+
+    def record_run(self, run: str, keys: Mapping[str, str]) -> None:
+        """Remember that run ``run`` (any id, one per run) used ``keys`` (stage -> key);
+        called as each stage finishes, so an interrupted run's finished stages count too."""
+        with self.lock(".", "runs"):
+            runs = [r for r in self.recent_runs() if r["run"] != run]
+            runs.insert(0, {"run": run, "keys": dict(keys)})
+            partial = self.root / f".{RUNS_FILE}.partial"
+            partial.write_text(json.dumps(runs[:RUNS_KEPT], indent=1) + "\n")
+            os.replace(partial, self.root / RUNS_FILE)
+
+    def recent_runs(self) -> list[dict[str, Any]]:
+        """The runs :meth:`record_run` remembers, newest first (none when unreadable)."""
+        try:
+            runs = json.loads((self.root / RUNS_FILE).read_text())
+            return [r for r in runs if isinstance(r.get("keys"), dict)]
+        except (OSError, ValueError, AttributeError):
+            return []
+
+    def entries(self) -> list[CacheEntry]:
+        """Every entry and every leftover folder, by stage and key."""
+        found: dict[tuple[str, str], CacheEntry] = {}
+        stages = sorted(p for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
+        for folder in (f for stage in stages for f in sorted(stage.iterdir()) if f.is_dir()):
+            stage, name = folder.parent.name, folder.name
+            key = name.lstrip(".").split(".")[0]  # <key>, .<key>.tmp-*, .<key>.old-*, <key>.resume
+            if (stage, key) not in found:
+                found[stage, key] = CacheEntry(
+                    stage, key, self._size(stage, key),
+                    max(p.stat().st_mtime for p in self._folders(stage, key)),
+                    self.entry(stage, key).is_dir(),
+                )  # fmt: skip
+        return list(found.values())
+
+    def prune(
+        self, *, keep_runs: int = 1, unused_for_s: float = 0.0, dry_run: bool = False
+    ) -> tuple[list[CacheEntry], list[CacheEntry]]:
+        """(removed, kept): remove every entry (and its scratch and killed builds) that
+        none of the latest ``keep_runs`` runs used and that no run read for
+        ``unused_for_s`` seconds. An entry a running process holds (building or reading it)
+        is kept. Removing an entry that a kept one names only makes that one rebuild."""
+        keep = {(stage, key) for r in self.recent_runs()[:keep_runs]
+                for stage, key in r["keys"].items()}  # fmt: skip
+        cutoff = time.time() - unused_for_s
+        removed, kept = [], []
+        for entry in self.entries():
+            if (entry.stage, entry.key) in keep or entry.last_used > cutoff:
+                kept.append(entry)
+                continue
+            try:
+                with self.lock(entry.stage, entry.key, wait=False):
+                    if not dry_run:
+                        for path in self._folders(entry.stage, entry.key):
+                            shutil.rmtree(path, ignore_errors=True)
+            except BlockingIOError:
+                kept.append(entry)
+                continue
+            removed.append(entry)
+        return removed, kept
+
+    def _folders(self, stage: str, key: str) -> list[Path]:
+        """The entry's folder, its scratch and any killed build's, those that exist."""
+        entry = self.entry(stage, key)
+        candidates = [entry, self.scratch(stage, key), *entry.parent.glob(f".{key}.*")]
+        return [p for p in candidates if p.is_dir()]
+
+    def _size(self, stage: str, key: str) -> int:
+        return sum(f.stat().st_size for p in self._folders(stage, key)
+                   for f in p.rglob("*") if f.is_file())  # fmt: skip
 
     def _publish(self, stage: str, key: str, build: Callable[[Path], Any]) -> None:
         """Build in ``.<key>.tmp-*`` beside the entry, then swap it in: the old entry (a

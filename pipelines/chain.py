@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ class Stages:
     keys: dict[str, str] = field(default_factory=dict)
     reused: list[str] = field(default_factory=list)
     computed: list[str] = field(default_factory=list)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # for the cache's pruning
 
     @classmethod
     def open(
@@ -124,6 +126,7 @@ class Stages:
     def record(self, stage: str, key: str, reused: bool) -> None:
         self.keys[stage] = key
         (self.reused if reused else self.computed).append(stage)
+        self.cache.record_run(self.run_id, self.keys)
         log.info("stage %s %s (key %s)", stage, "reused" if reused else "computed", key)
 
     def tags(self) -> dict[str, str]:

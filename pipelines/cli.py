@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pipelines import release_cli, search_cli
+from pipelines import cache_cli, release_cli, search_cli
 
 EXIT_ERROR = 1
 EXIT_GATE_FAILED = 3
@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_upload_parser(sub)
     release_cli.add_parsers(sub)
     search_cli.add_parser(sub)
+    cache_cli.add_parser(sub)
     export = sub.add_parser(
         "export",
         help="write a firmware folder for a .tflite",
@@ -483,6 +484,7 @@ _COMMANDS = {
     "upload": _upload,
     "rules": _rules,
     "search": search_cli.search,
+    "cache": cache_cli.cache,
     **release_cli.COMMANDS,
 }
 # Commands that pass unrecognised --options through to Apache Beam.

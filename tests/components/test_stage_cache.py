@@ -4,6 +4,7 @@ back from JSON equal to what was saved."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import multiprocessing
 import os
@@ -222,3 +223,60 @@ def test_only_the_projects_classes_are_read_back(tmp_path):
     with pytest.raises(ComponentError, match="not one of the project's artifact classes"):
         load_artifact(path.parent)
     assert cache.load("train", "k1") is None
+
+
+def _two_runs(cache: StageCache) -> None:
+    """An older run that used train k1 and quantize q1, then one that used k1 and q2; and
+    the leftovers of a killed build of q3 (a temporary folder and a resume folder)."""
+    cache.compute("train", "k1", _write_model)
+    for key in ("q1", "q2"):
+        cache.compute("quantize", key, _write_model)
+    cache.record_run("old", {"train": "k1", "quantize": "q1"})
+    cache.record_run("new", {"train": "k1", "quantize": "q2"})
+    (cache.entry("quantize", "q1").parent / ".q3.tmp-dead").mkdir()
+    cache.scratch("quantize", "q3").mkdir()
+    (cache.scratch("quantize", "q3") / "backup").write_bytes(b"x" * 1000)
+
+
+def _age(cache: StageCache, stage: str, key: str, days: float) -> None:
+    then = time.time() - days * 86_400
+    for folder in cache._folders(stage, key):
+        os.utime(folder, (then, then))
+
+
+def test_pruning_keeps_what_the_latest_run_used_and_removes_the_rest(tmp_path):
+    cache = StageCache(tmp_path / "stages")
+    _two_runs(cache)
+    assert [r["run"] for r in cache.recent_runs()] == ["new", "old"]
+    listed = {(e.stage, e.key): e for e in cache.entries()}
+    assert set(listed) == {("train", "k1"), ("quantize", "q1"), ("quantize", "q2"),
+                           ("quantize", "q3")}  # fmt: skip
+    assert not listed["quantize", "q3"].published and listed["quantize", "q3"].size_bytes == 1000
+
+    removed, kept = cache.prune(dry_run=True)
+    assert {e.key for e in removed} == {"q1", "q3"} and cache.entry("quantize", "q1").is_dir()
+    removed, kept = cache.prune()
+    assert {e.key for e in removed} == {"q1", "q3"} and {e.key for e in kept} == {"k1", "q2"}
+    assert sorted(p.name for p in (tmp_path / "stages" / "quantize").iterdir()
+                  if p.is_dir()) == ["q2"]  # fmt: skip
+    assert cache.compute("quantize", "q2", _write_model)[1], "the kept entry is reused"
+
+
+def test_pruning_can_keep_more_runs_and_what_was_read_lately(tmp_path):
+    cache = StageCache(tmp_path / "stages")
+    _two_runs(cache)
+    assert {e.key for e in cache.prune(keep_runs=2, dry_run=True)[0]} == {"q3"}
+    for key in ("q1", "q3"):
+        _age(cache, "quantize", key, days=3)
+    assert cache.load("quantize", "q1") is not None  # read: used just now
+    removed, kept = cache.prune(unused_for_s=86_400)
+    assert {e.key for e in removed} == {"q3"} and "q1" in {e.key for e in kept}
+
+
+def test_pruning_leaves_an_entry_another_process_holds(tmp_path):
+    cache = StageCache(tmp_path / "stages")
+    _two_runs(cache)
+    with open(tmp_path / "stages" / "quantize" / "q1.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # as a run building or reading q1 would
+        removed, kept = cache.prune()
+    assert {e.key for e in removed} == {"q3"} and cache.entry("quantize", "q1").is_dir()

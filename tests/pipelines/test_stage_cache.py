@@ -17,7 +17,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from components.stage_cache import code_version
+from components.stage_cache import RUNS_FILE, code_version
 from pipelines import cli, config, kws
 from tests.pipelines.test_kws_end_to_end import TINY
 
@@ -35,10 +35,11 @@ def _write_config(root: Path, **sections) -> Path:
 
 
 def _files(work: Path) -> dict[str, int]:
-    """Every file of the stage cache and when it was last written."""
+    """Every file of the stage cache's entries and when it was last written (not the
+    locks, nor the list of the runs that used them)."""
     stages = work / "stages"
     return {str(p.relative_to(stages)): p.stat().st_mtime_ns for p in stages.rglob("*")
-            if p.is_file() and p.suffix != ".lock"}  # fmt: skip
+            if p.is_file() and p.suffix != ".lock" and p.name != RUNS_FILE}  # fmt: skip
 
 
 def _last_run(uri: str):
@@ -125,6 +126,28 @@ def test_a_damaged_entry_is_recomputed_and_the_rest_reused(cold):
     assert result.reused == ("data", "features", "train", "prune", "evaluate")
     assert json.loads((quantize_entry / "artifact.json").read_text())["key"] == quantize_entry.name
     assert plan.read_text().startswith("# Patch plan")
+
+
+def test_cache_prune_removes_what_the_latest_run_did_not_use(cold, capsys):
+    root, path, uri, _ = cold
+    stages = root / "work" / "stages"
+    entries = lambda stage: {p.name for p in (stages / stage).iterdir() if p.is_dir()}  # noqa: E731
+    cached = ("features", *CHAIN)
+    before = {stage: entries(stage) for stage in cached}
+    # the changed quantize section and the forced regeneration of the data left older ones
+    assert len(before["quantize"]) > len(before["train"]) > 1
+    keys = _last_run(uri).data.tags
+    assert cli.main(["cache", str(path)]) == 0
+    listing = capsys.readouterr().out
+    assert f"| quantize | {len(before['quantize'])} | 1 |" in listing
+    assert cli.main(["cache", str(path), "--prune"]) == 0
+    report = capsys.readouterr().out
+    assert f"removed {sum(len(e) - 1 for e in before.values())} entries" in report
+    assert f"| train | {len(before['train'])} | 1 | {len(before['train']) - 1} |" in report
+    for stage in cached:
+        assert entries(stage) == {keys[f"stages.{stage}.key"]}, stage
+    again = kws.run(config.load(path), tracking_uri=uri, progress=False)
+    assert again.reused == kws.STAGES, "what the latest run used is still cached"
 
 
 def _wait_for(predicate, process: subprocess.Popen, seconds: float) -> None:
