@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -203,6 +204,8 @@ def test_third_party_noise_stays_out_of_the_output():
 def test_tensorflow_start_up_lines_stay_out_unless_verbose():
     """TensorFlow's Abseil start-up lines ignore TF_CPP_MIN_LOG_LEVEL; the CLI hides them."""
     script = "from pipelines import cli; cli._configure_logging({}); import tensorflow"
+    # a fresh environment: an in-process cli.main of an earlier test set the variable here
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     quiet, verbose = (
         subprocess.run(
             [sys.executable, "-c", script.format(v)],
@@ -210,6 +213,7 @@ def test_tensorflow_start_up_lines_stay_out_unless_verbose():
             capture_output=True,
             text=True,
             check=True,
+            env=env,
         ).stderr  # fmt: skip
         for v in (False, True)
     )
