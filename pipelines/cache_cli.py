@@ -12,6 +12,8 @@ import argparse
 import time
 from collections import defaultdict
 
+from pipelines.cli_args import add_config_args
+
 DAY_S = 86_400.0
 
 
@@ -22,11 +24,7 @@ def add_parser(sub) -> None:
         description="List the cached stage outputs in the config's work dir (entries and "
         "size per stage); with --prune, remove the ones that none of the latest runs used.",
     )
-    cache.add_argument("config", help="pipeline YAML, e.g. configs/vww.yaml")
-    cache.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a config key (the work dir, say: --set work_dir=runs/other)",
-    )  # fmt: skip
+    add_config_args(cache)
     cache.add_argument("--prune", action="store_true", help="remove the unused entries")
     cache.add_argument(
         "--keep-runs", type=_at_least_one, default=1, metavar="N",

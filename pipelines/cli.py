@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from pipelines import cache_cli, release_cli, search_cli
+from pipelines.cli_args import add_config_args
 
 EXIT_ERROR = 1
 EXIT_GATE_FAILED = 3
@@ -36,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
         "Beam as pipeline options (e.g. --direct_num_workers=2, or a Flink/Spark/Dataflow "
         "runner's own flags).",
     )
-    _add_config_args(run)
+    add_config_args(run)
     run.add_argument(
         "--tracking-uri",
         help="MLflow tracking URI (default: a SQLite file "
@@ -63,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         help="check a config without running anything",
         description="Parse and validate a config, then print it resolved.",
     )
-    _add_config_args(check)
+    add_config_args(check)
 
     _add_evaluate_parser(sub)
     _add_profile_parser(sub)
@@ -201,19 +202,6 @@ def _grid_list(text: str) -> tuple[int, ...]:
     if min(grids) < 2:
         raise argparse.ArgumentTypeError(f"{text!r}: every grid must be at least 2 (n x n tiles)")
     return grids
-
-
-def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="pipeline YAML, e.g. configs/kws.yaml")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (dotted path, YAML value); repeatable, "
-        "e.g. --set train.epochs=3",
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

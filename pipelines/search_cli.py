@@ -11,6 +11,8 @@ import argparse
 import dataclasses
 import sys
 
+from pipelines.cli_args import add_config_args
+
 EXIT_NOTHING_FITS = 3  # pipelines.cli.EXIT_GATE_FAILED
 
 
@@ -25,11 +27,7 @@ def add_parser(sub) -> None:
         "--dask_client_address=tcp://HOST:PORT for a dask.distributed cluster. Unrecognised "
         "--options are passed to Beam. Candidates already measured are reused.",
     )
-    search.add_argument("config", help="pipeline YAML, e.g. configs/vww.yaml")
-    search.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a config key, e.g. --set search.prune_ratios=[0,0.5]",
-    )  # fmt: skip
+    add_config_args(search)
     search.add_argument(
         "--device", action="append", default=[], metavar="YAML",
         help="device file to fit (repeatable; default: the config's devices)",
