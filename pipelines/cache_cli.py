@@ -5,7 +5,8 @@ several trained models and preprocessed image sets (about 0.7 GB for the default
 that no run will read again. Pruning keeps what the latest runs used, so the next rerun is
 still cached, and an entry another process is building or reading. Runs of other configs
 in the same work dir count as runs too: prune while one is in progress, and it may lose a
-stage it already finished (it fails, and reruns it); keep more runs (``--keep-runs``) then.
+stage it already finished (it then fails; a rerun rebuilds the stage); keep more runs
+(``--keep-runs``) then.
 """
 
 from __future__ import annotations
