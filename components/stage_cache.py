@@ -208,6 +208,11 @@ class StageCache:
             partial.write_text(json.dumps(runs[:RUNS_KEPT], indent=1) + "\n")
             os.replace(partial, self.root / RUNS_FILE)
 
+    def used_by_recent_runs(self, runs: int) -> set[tuple[str, str]]:
+        """The (stage, key) pairs the latest ``runs`` runs used."""
+        return {(stage, key) for r in self.recent_runs()[:runs]
+                for stage, key in r["keys"].items()}  # fmt: skip
+
     def recent_runs(self) -> list[dict[str, Any]]:
         """The runs :meth:`record_run` remembers, newest first (none when unreadable)."""
         try:
@@ -224,11 +229,11 @@ class StageCache:
             stage, name = folder.parent.name, folder.name
             key = name.lstrip(".").split(".")[0]  # <key>, .<key>.tmp-*, .<key>.old-*, <key>.resume
             if (stage, key) not in found:
-                found[stage, key] = CacheEntry(
-                    stage, key, self._size(stage, key),
-                    max(p.stat().st_mtime for p in self._folders(stage, key)),
-                    self.entry(stage, key).is_dir(),
-                )  # fmt: skip
+                folders = self._folders(stage, key)
+                size = sum(f.stat().st_size for p in folders for f in p.rglob("*") if f.is_file())
+                last_used = max(p.stat().st_mtime for p in folders)
+                found[stage, key] = CacheEntry(stage, key, size, last_used,
+                                               self.entry(stage, key).is_dir())  # fmt: skip
         return list(found.values())
 
     def prune(
@@ -238,8 +243,7 @@ class StageCache:
         none of the latest ``keep_runs`` runs used and that no run read for
         ``unused_for_s`` seconds. An entry a running process holds (building or reading it)
         is kept. Removing an entry that a kept one names only makes that one rebuild."""
-        keep = {(stage, key) for r in self.recent_runs()[:keep_runs]
-                for stage, key in r["keys"].items()}  # fmt: skip
+        keep = self.used_by_recent_runs(keep_runs)
         cutoff = time.time() - unused_for_s
         removed, kept = [], []
         for entry in self.entries():
@@ -259,20 +263,19 @@ class StageCache:
 
     def _folders(self, stage: str, key: str) -> list[Path]:
         """The entry's folder, its scratch and any killed build's, those that exist."""
-        entry = self.entry(stage, key)
-        candidates = [entry, self.scratch(stage, key), *entry.parent.glob(f".{key}.*")]
-        return [p for p in candidates if p.is_dir()]
+        candidates = [self.entry(stage, key), self.scratch(stage, key)]
+        return [p for p in (*candidates, *self._killed_builds(stage, key)) if p.is_dir()]
 
-    def _size(self, stage: str, key: str) -> int:
-        return sum(f.stat().st_size for p in self._folders(stage, key)
-                   for f in p.rglob("*") if f.is_file())  # fmt: skip
+    def _killed_builds(self, stage: str, key: str) -> list[Path]:
+        """What killed builds of the entry left: ``.<key>.tmp-*`` and ``.<key>.old-*``."""
+        return sorted(self.entry(stage, key).parent.glob(f".{key}.*"))
 
     def _publish(self, stage: str, key: str, build: Callable[[Path], Any]) -> None:
         """Build in ``.<key>.tmp-*`` beside the entry, then swap it in: the old entry (a
         forced or damaged one) is moved aside first, since a folder cannot replace a full
         one. Leftovers of killed builds are removed: only the lock holder writes there."""
         folder = self.entry(stage, key)
-        for stale in folder.parent.glob(f".{key}.*"):
+        for stale in self._killed_builds(stage, key):
             shutil.rmtree(stale, ignore_errors=True)
         temporary = folder.with_name(f".{key}.tmp-{uuid.uuid4().hex}")
         temporary.mkdir(parents=True)

@@ -54,8 +54,7 @@ def cache(args: argparse.Namespace, extra: list[str]) -> int:
 
     cfg = config.load(args.config, args.overrides)
     store = StageCache(cfg.work_dir / "stages")
-    latest = store.recent_runs()[:1]
-    in_latest = {(stage, key) for r in latest for stage, key in r["keys"].items()}
+    in_latest = store.used_by_recent_runs(1)
     if not args.prune:
         _print_table(store.entries(), in_latest)
         return 0
