@@ -109,3 +109,19 @@ def test_spec_augment_trains_and_refuses_masks_wider_than_the_features(feature_s
         train.SpecAugmentSpec(time_masks=-1)
     with pytest.raises(ValueError, match="max_time_frames"):
         train.SpecAugmentSpec(max_time_frames=0)
+
+
+def test_fused_batch_norm_trains_the_same_way_each_time(trained, feature_set, tmp_path):
+    """Batch norm on the fused kernel: deterministic, and it learns as Keras' own does."""
+    spec = train.TrainSpec(
+        model={"filters": 16, "blocks": 1},
+        epochs=3,
+        batch_size=16,
+        learning_rate=0.01,
+        fused_batch_norm=True,
+    )
+    first = train.run(spec, feature_set, tmp_path / "a", progress=False)
+    again = train.run(spec, feature_set, tmp_path / "b", progress=False)
+    assert again.history == first.history
+    assert first.history["loss"][-1] < first.history["loss"][0]
+    assert first.history["loss"] == pytest.approx(trained.history["loss"], rel=0.05)
