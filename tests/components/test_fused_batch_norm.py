@@ -11,10 +11,10 @@ tf = pytest.importorskip("tensorflow")
 from components.fused_batch_norm import fused_batch_norm  # noqa: E402
 
 
-def _model(momentum: float = 0.9, axis: int = -1):
+def _model(axis: int = -1):
     inputs = keras.Input((12, 12, 3))
     x = keras.layers.Conv2D(6, 3, padding="same")(inputs)
-    x = keras.layers.BatchNormalization(momentum=momentum, axis=axis, name="norm")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, axis=axis, name="norm")(x)
     x = keras.layers.ReLU()(x)
     outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x))
     return keras.Model(inputs, outputs)
@@ -33,8 +33,9 @@ def _step(model, x, y):
     out, grads = step(x, y)
     norm = model.get_layer("norm")
     stats = [norm.moving_mean.numpy(), norm.moving_variance.numpy()]
-    ops = {op.type for op in step.get_concrete_function(x, y).graph.get_operations()}
-    for f in step.get_concrete_function(x, y).graph._functions.values():
+    graph = step.get_concrete_function(x, y).graph
+    ops = {op.type for op in graph.get_operations()}
+    for f in graph._functions.values():
         ops |= {node.op for node in f.definition.node_def}
     return out.numpy(), [g.numpy() for g in grads], stats, ops
 
