@@ -5,8 +5,9 @@ Keras 3's ``BatchNormalization`` trains through ``tf.nn.moments`` and
 each a pass over the activations. On the project's CPU training that was about half of
 every training step (the 96x96 first block of the person detector above all; profiled with
 ``tf.profiler`` on 2 cores), where TensorFlow's ``FusedBatchNormV3`` (oneDNN on x86) does the
-same in one pass forward and one back: the plain CNN trained 500 images a second against
-280-320. tf.keras 2 picked the fused kernel itself; Keras 3 has no such option.
+same in one pass forward and one back: on in-memory batches the plain CNN trained 500 images
+a second against 280-320 (a whole VWW run was not faster yet, see the README). tf.keras 2
+picked the fused kernel itself; Keras 3 has no such option.
 
 :func:`fused_batch_norm` swaps the training-mode call of every ``BatchNormalization`` of a
 model for the fused kernel for as long as its ``with`` block lasts, then puts Keras' own
