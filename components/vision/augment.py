@@ -66,3 +66,52 @@ class RandomAffine(keras.layers.Layer):
             return images
         rows = self.transforms(ops.shape(images)[0], images.shape[1], images.shape[2])
         return ops.image.affine_transform(images, rows, "bilinear", fill_mode="nearest")
+
+
+class RandomConvolution(keras.layers.Layer):
+    """Random convolutions (RandConv, Xu et al., ICLR 2021): textures and local contrast
+    re-drawn per batch, so a detector trained on generated scenes cannot lean on their
+    texture statistics and must learn shapes; photographs carry more fine detail than any
+    scene, which a texture-led detector reads as a person.
+
+    Each batch draws one random ``k`` x ``k`` filter bank (``k`` odd, up to
+    ``max_kernel_size``; weights from N(0, 1 / (k * k * C)), as in the paper), filters every
+    image with it and rescales the result to the image's own channel means and spreads
+    (so brightness, colour balance and the batch-norm statistics stay those of a
+    photograph), then mixes it into each image with a uniform weight; each image is
+    altered with probability ``probability``. Seeded; the identity unless ``training``."""
+
+    def __init__(self, probability: float, max_kernel_size: int, seed: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if max_kernel_size < 1 or max_kernel_size % 2 == 0:
+            raise ValueError(f"max_kernel_size must be odd and positive, not {max_kernel_size}")
+        self.probability = probability
+        self.max_kernel_size = max_kernel_size
+        self.seeds = random.SeedGenerator(seed)
+
+    def kernel(self, channels: int):
+        """A (K, K, C, C) random filter bank, zero outside its centred k x k window."""
+        most = self.max_kernel_size
+        half = ops.cast(random.randint((), 0, most // 2 + 1, seed=self.seeds), "float32")
+        size = 2.0 * half + 1.0
+        offsets = ops.abs(ops.arange(most, dtype="float32") - most // 2)
+        inside = ops.cast(offsets <= half, "float32")
+        window = ops.reshape(inside[:, None] * inside[None, :], (most, most, 1, 1))
+        std = 1.0 / (size * ops.sqrt(float(channels)))
+        weights = random.normal((most, most, channels, channels), seed=self.seeds) * std
+        return weights * window
+
+    def call(self, images, training=None):
+        if not training or self.probability == 0:
+            return images
+        batch, channels = ops.shape(images)[0], images.shape[-1]
+        filtered = ops.conv(images, self.kernel(channels), padding="same")
+        mean = ops.mean(images, axis=(1, 2), keepdims=True)
+        spread = ops.std(images, axis=(1, 2), keepdims=True)
+        f_mean = ops.mean(filtered, axis=(1, 2), keepdims=True)
+        f_spread = ops.std(filtered, axis=(1, 2), keepdims=True)
+        filtered = (filtered - f_mean) / (f_spread + 1e-6) * spread + mean
+        filtered = ops.clip(filtered, 0.0, 1.0)
+        altered = random.uniform((batch, 1, 1, 1), seed=self.seeds) < self.probability
+        weight = random.uniform((batch, 1, 1, 1), seed=self.seeds) * ops.cast(altered, "float32")
+        return images + weight * (filtered - images)

@@ -1,4 +1,5 @@
-"""The training warp: one random affine transform per image, MLPerf Tiny's ranges."""
+"""The training transforms: one random affine warp per image (MLPerf Tiny's ranges) and
+random convolutions (RandConv)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from components import train  # noqa: E402
-from components.vision.augment import RandomAffine  # noqa: E402
+from components.vision.augment import RandomAffine, RandomConvolution  # noqa: E402
 
 
 def _images(n: int = 64, size: int = 24, seed: int = 0) -> np.ndarray:
@@ -72,12 +73,12 @@ def test_training_with_augmentation_saves_the_model_without_the_warp(tmp_path):
     images = write_feature_set(tmp_path / "images", shape=(16, 16, 3))
     spec = train.TrainSpec(
         architecture="plain_cnn", model={"filters": 4, "blocks": 2}, epochs=2, batch_size=16,
-        augment=train.AugmentSpec(),
+        augment=train.AugmentSpec(random_convolution=0.5),
     )  # fmt: skip
     first = train.run(spec, images, tmp_path / "a", progress=False)
     saved = keras.models.load_model(first.path, compile=False)
     assert saved.name == "plain_cnn"
-    assert not any(isinstance(layer, RandomAffine) for layer in saved.layers)
+    assert not any(isinstance(layer, RandomAffine | RandomConvolution) for layer in saved.layers)
     assert saved.input_shape == (None, 16, 16, 3)
     again = train.run(spec, images, tmp_path / "b", progress=False)
     assert again.history == first.history
@@ -86,3 +87,42 @@ def test_training_with_augmentation_saves_the_model_without_the_warp(tmp_path):
         progress=False,
     )  # fmt: skip
     assert plain.history != first.history
+
+
+def test_random_convolution_is_the_identity_unless_training_or_at_probability_zero():
+    x = _images()
+    np.testing.assert_array_equal(np.asarray(RandomConvolution(1.0, 7, 0)(x)), x)
+    np.testing.assert_array_equal(np.asarray(RandomConvolution(0.0, 7, 0)(x, training=True)), x)
+
+
+def test_random_convolution_redraws_textures_but_keeps_each_images_colour():
+    x = _images(64, size=32)
+    x[:32] *= 0.5  # dark images stay dark
+    layer = RandomConvolution(1.0, 7, seed=0)
+    for _ in range(3):  # three batches, three filter banks
+        out = np.asarray(layer(x, training=True))
+        assert out.min() >= 0.0 and out.max() <= 1.0
+        assert np.abs(out - x).mean() > 0.02
+        np.testing.assert_allclose(out.mean(axis=(1, 2)), x.mean(axis=(1, 2)), atol=0.06)
+
+
+def test_random_convolution_alters_about_its_share_of_the_images():
+    x = _images(256, size=16)
+    out = np.asarray(RandomConvolution(0.25, 3, seed=1)(x, training=True))
+    altered = np.abs(out - x).reshape(len(x), -1).max(axis=1) > 1e-6
+    assert 32 < altered.sum() < 96
+
+
+def test_random_convolution_is_seeded():
+    x = _images(8)
+
+    def filtered(seed):
+        return np.asarray(RandomConvolution(1.0, 5, seed)(x, training=True))
+
+    np.testing.assert_array_equal(filtered(3), filtered(3))
+    assert not np.allclose(filtered(3), filtered(4))
+
+
+def test_an_even_random_convolution_kernel_is_refused_by_the_spec():
+    with pytest.raises(ValueError, match="random_convolution_kernel"):
+        train.AugmentSpec(random_convolution=0.5, random_convolution_kernel=4)
