@@ -90,6 +90,7 @@ class PruneSpec:
     calibration_examples: PositiveInt = 64
     seed: int = 0
     pair_batches: bool = False  # twins in one batch; a config's train.pair_batches sets it
+    fused_batch_norm: bool = False  # ``train.fit``'s; a config's train.fused_batch_norm sets it
 
     @pydantic.model_validator(mode="after")
     def _one_target(self) -> PruneSpec:
@@ -314,13 +315,13 @@ def _fine_tune(
     rate = train.rate_schedule(spec.fine_tune_schedule, spec.learning_rate, epochs, per_epoch)
     if spec.distill is None:
         return train.fit(model, train_set, val, rate, epochs, spec.early_stopping_patience,
-                         progress)  # fmt: skip
+                         progress, fused_batch_norm=spec.fused_batch_norm)  # fmt: skip
     history = train.fit(
         model, distill.with_teacher(train_set, teacher),
         None if val is None else distill.with_teacher(val, teacher), rate, epochs,
         spec.early_stopping_patience, progress,
         loss=distill.loss(spec.distill.temperature, spec.distill.alpha),
-        metrics=(distill.accuracy,),
+        metrics=(distill.accuracy,), fused_batch_norm=spec.fused_batch_norm,
     )  # fmt: skip
     # The saved model names a loss that loads anywhere, not the closure above.
     model.compile(optimizer=model.optimizer, loss="sparse_categorical_crossentropy",

@@ -93,7 +93,7 @@ class ImageDataConfig(pydantic.BaseModel):
         return self
 
 
-PRUNE_FOLLOWS_TRAIN = ("batch_size", "pair_batches")  # train keys prune takes unless set
+PRUNE_FOLLOWS_TRAIN = ("batch_size", "pair_batches", "fused_batch_norm")  # unless set in prune
 
 
 class ChainConfig(pydantic.BaseModel):

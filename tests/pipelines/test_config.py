@@ -120,6 +120,8 @@ def test_prune_batches_as_training_unless_told_otherwise():
     assert not config.load(KWS).prune.pair_batches
     assert config.load(VWW).prune.batch_size == 32
     assert config.load(VWW, ["train.batch_size=16"]).prune.batch_size == 16
+    assert config.load(VWW, ["train.fused_batch_norm=true"]).prune.fused_batch_norm
+    assert not config.load(KWS).prune.fused_batch_norm
     assert config.load(VWW, ["train.batch_size=16", "prune.batch_size=64"]).prune.batch_size == 64
 
 

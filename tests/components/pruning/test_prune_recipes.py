@@ -122,3 +122,22 @@ def test_fine_tuning_schedules():
     cosine = train.rate_schedule("cosine", 1e-3, 10, 5)
     assert float(cosine(0)) == pytest.approx(1e-3)
     assert float(cosine(25)) < 1e-3 and float(cosine(50)) == pytest.approx(5e-5)
+
+
+@pytest.mark.parametrize("distill_spec", [None, {"alpha": 0.7}], ids=["labels", "distilled"])
+def test_fine_tuning_on_the_fused_batch_norm_learns_what_keras_batch_norm_does(
+    pruned_with, distill_spec
+):
+    import keras
+
+    weights = []
+    for fused in (False, True):
+        _, result = pruned_with(f"{fused}", channel_ratio=0.5, fine_tune_epochs=1,
+                                distill=distill_spec, fused_batch_norm=fused)  # fmt: skip
+        model = keras.models.load_model(result.trained.path)
+        weights.append(model.get_weights())
+    assert any(w.ndim == 1 for w in weights[0])  # batch-norm parameters and statistics
+    # Another kernel rounds otherwise: equal to the last bit would mean it never ran.
+    assert any(not np.array_equal(a, b) for a, b in zip(*weights, strict=True))
+    for plain, fused in zip(*weights, strict=True):
+        np.testing.assert_allclose(fused, plain, rtol=1e-3, atol=1e-4)
