@@ -94,9 +94,9 @@ class TrainSpec:
     # a batch: a generated scene and the same scene without its people (scene_plan's pairs)
     # then teach, in one step, exactly what a person changes.
     pair_batches: bool = False
-    # Batch norm trains on TensorFlow's fused kernel (``components.fused_batch_norm``): 1.6x
-    # the plain CNN's images a second on in-memory batches, but not yet faster in a whole VWW
-    # run (53 s an epoch, against 48-62 s for the default on other days). Off until measured.
+    # Batch norm trains on TensorFlow's fused kernel (``components.fused_batch_norm``): the
+    # same arithmetic, 1.3x faster epochs in a whole VWW run (98 s against 131 s on one
+    # machine). Off until the VWW default's figures are remeasured with it.
     fused_batch_norm: bool = False
 
     @pydantic.model_validator(mode="after")
