@@ -1,4 +1,5 @@
-"""Random image transforms for training: one affine warp per image, as MLPerf Tiny's VWW.
+"""Random image transforms for training: one affine warp per image, as MLPerf Tiny's VWW
+(and, as an option, random convolutions: :class:`RandomConvolution`).
 
 MLPerf Tiny trains its person detector with Keras's ``ImageDataGenerator(rotation_range=10,
 width_shift_range=0.05, height_shift_range=0.05, zoom_range=0.1, horizontal_flip=True)``,
@@ -77,8 +78,8 @@ class RandomConvolution(keras.layers.Layer):
     Each batch draws one random ``k`` x ``k`` filter bank (``k`` odd, up to
     ``max_kernel_size``; weights from N(0, 1 / (k * k * C)), as in the paper), filters every
     image with it and rescales the result to the image's own channel means and spreads
-    (so brightness, colour balance and the batch-norm statistics stay those of a
-    photograph), then mixes it into each image with a uniform weight; each image is
+    (so brightness, colour balance and the batch-norm statistics stay the image's
+    own), then mixes it into each image with a uniform weight; each image is
     altered with probability ``probability``. Seeded; the identity unless ``training``."""
 
     def __init__(self, probability: float, max_kernel_size: int, seed: int, **kwargs) -> None:
