@@ -25,7 +25,14 @@ DEFAULTS = {
     "mobilenet_v1": {"alpha": 0.25, "dropout": 0.0, "l2": 1e-4},
     "mobilenet_v2": {"alpha": 0.35, "dropout": 0.2, "l2": 1e-4},
     "mcunet": {"alpha": 0.5, "dropout": 0.2, "l2": 1e-4},
-    "plain_cnn": {"filters": 8, "blocks": 4, "dropout": 0.0, "l2": 1e-4, "blur_sigma": 0.0},
+    "plain_cnn": {
+        "filters": 8,
+        "blocks": 4,
+        "dropout": 0.0,
+        "l2": 1e-4,
+        "blur_sigma": 0.0,
+        "stem_stride": 1,
+    },
 }
 #: What TFLM's reference kernels run and every vision model may use.
 VISION_OPS = {
@@ -276,7 +283,7 @@ def test_plain_cnn_widens_with_filters_and_refuses_what_it_cannot_build() -> Non
               for f in (4, 8, 16)]  # fmt: skip
     assert counts[0] < counts[1] < counts[2]
     bad = ({"filters": 0}, {"blocks": 7}, {"dropout": 1.0}, {"l2": -1.0}, {"blur_sigma": -0.5})
-    for values in (*bad, {"blur_sigma": 3.5}):
+    for values in (*bad, {"blur_sigma": 3.5}, {"stem_stride": 3}):
         with pytest.raises(pydantic.ValidationError):
             models.options("plain_cnn", values)
     with pytest.raises(ComponentError, match="below 1x1"):
@@ -300,6 +307,47 @@ def test_plain_cnn_int8_model_runs_on_tflm() -> None:
     expected = sum(s * s * 9 * c_in * c_out for s, c_in, c_out in
                    ((48, 3, 8), (24, 8, 16), (12, 16, 32), (6, 32, 64)))  # fmt: skip
     assert expected <= graph_stats(model_bytes).total_macs <= expected * 1.01
+
+
+def test_plain_cnn_stem_stride_computes_the_first_map_at_half_resolution() -> None:
+    """``stem_stride: 2`` strides the first convolution in place of its pooling: the maps
+    after the first block, and so the rest of the network, are those of the pooled model."""
+    import keras
+
+    def maps(options):
+        model = models.build("plain_cnn", (96, 96, 3), 2, {"blocks": 3, **options})
+        convs = [x for x in model.layers if isinstance(x, keras.layers.Conv2D)]
+        return model, [c.strides for c in convs], [tuple(c.output.shape[1:]) for c in convs]
+
+    pooled, pooled_strides, pooled_maps = maps({})
+    strided, strides, strided_maps = maps({"stem_stride": 2})
+    assert pooled_strides == [(1, 1)] * 3 and strides == [(2, 2), (1, 1), (1, 1)]
+    assert pooled_maps[0] == (96, 96, 8) and strided_maps[0] == (48, 48, 8)
+    assert strided_maps[1:] == pooled_maps[1:] == [(48, 48, 16), (24, 24, 32)]
+    assert strided.output.shape == pooled.output.shape
+    assert strided.count_params() == pooled.count_params()
+
+
+def test_plain_cnn_with_stem_stride_runs_on_tflm_and_patches_bit_exact() -> None:
+    """The int8 graph starts with a strided CONV_2D and no pooling; the patch stage takes it."""
+    import tflm_ext
+    from tflm_ext.graph_stats import graph_stats
+    from tflm_ext.model_graph import read_graph
+    from tflm_ext.patching import patch_model
+
+    _, model_bytes = int8_model("plain_cnn", TFLM_SIZE, TFLM_CLASSES, {"stem_stride": 2})
+    ops = [op.name for op in read_graph(model_bytes).ops]
+    assert ops[:2] == ["CONV_2D", "CONV_2D"] and ops.count("MAX_POOL_2D") == 4
+    # 3x3 convolutions of 8, 16, 32, 64 filters at 24, 24, 12 and 6 pixels a side.
+    expected = sum(s * s * 9 * c_in * c_out for s, c_in, c_out in
+                   ((24, 3, 8), (24, 8, 16), (12, 16, 32), (6, 32, 64)))  # fmt: skip
+    assert expected <= graph_stats(model_bytes).total_macs <= expected * 1.01
+    x = np.random.default_rng(3).uniform(0, 1, (4, *TFLM_SIZE)).astype(np.float32)
+    np.testing.assert_allclose(
+        tflm_ext.run_batch(model_bytes, x).scores.sum(axis=1), 1, atol=4 / 256
+    )
+    outcome = patch_model(model_bytes, inputs=4)
+    assert outcome.applied and outcome.report.identical and outcome.plan.stages[0].first_op == 0
 
 
 def test_plain_cnn_low_pass_is_a_fixed_gaussian_that_training_leaves_alone() -> None:
