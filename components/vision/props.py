@@ -17,7 +17,7 @@ from PIL import ImageDraw
 
 from components.vision.figure_drawing import capsule, shade
 from components.vision.figures import PALETTES, SKIN_TONES, jitter
-from components.vision.textures import random_colour
+from components.vision.textures import PATTERNS, random_colour
 
 RGB = tuple[int, int, int]
 Box = tuple[float, float, float, float]
@@ -51,6 +51,7 @@ class Prop:
     accent: RGB
     facing: int = 1
     seat: float = 0.55  # chairs and benches: seat height, as a fraction of the box from the top
+    pattern: str = ""  # a surface pattern printed over it (``textures.PATTERNS``), or none
 
 
 def _pick(rng: np.random.Generator, options):
@@ -103,6 +104,24 @@ def stand_in(rng: np.random.Generator, target: Box, palettes) -> Prop:
     w = h * rng.uniform(*DISTRACTORS[kind][1])
     cx = (x0 + x1) / 2
     return make_prop(rng, kind, (cx - w / 2, y1 - h, cx + w / 2, y1), palettes)
+
+
+ANIMAL_PATTERNS = ("stripes", "patches", "cells", "fur")  # zebra, cow, giraffe, bear or cat
+
+
+def with_pattern(prop: Prop, seed: int, probability: float) -> Prop:
+    """``prop``, with a chance ``probability`` of a surface pattern (animals wear coats).
+
+    The draw is tied to the object's place, not to its order in the scene, so an object
+    looks the same in a paired scene without people, where stand-ins join the list."""
+    if probability <= 0:
+        return prop
+    rng = np.random.default_rng([seed, *(int(v * 1e6) % 2**31 for v in prop.box)])
+    if rng.random() >= probability:
+        return prop
+    return dataclasses.replace(
+        prop, pattern=_pick(rng, ANIMAL_PATTERNS if prop.kind == "animal" else PATTERNS)
+    )
 
 
 def occluder(rng: np.random.Generator, target: Box, core: Box, palettes) -> Prop:

@@ -15,7 +15,7 @@ from components.vision.backgrounds import render_background
 from components.vision.figure_drawing import draw_figure
 from components.vision.props import Prop, draw_prop
 from components.vision.scene_plan import Effects, Person, Scene
-from components.vision.textures import value_noise
+from components.vision.textures import pattern, value_noise
 
 SUPERSAMPLE = 2
 
@@ -54,11 +54,14 @@ def _draw_item(image: Image.Image, item: Person | Prop, canvas: int, rng, light:
     else:
         joints = {k: (x * canvas - left, y * canvas - top) for k, (x, y) in item.joints.items()}
         draw_figure(layer, item.style, item.pose, joints, item.unit * canvas)
-    image.paste(_surface(layer, rng, light, canvas), (left, top), layer.getchannel("A"))
+    printed = item.pattern if isinstance(item, Prop) else ""
+    surface = _surface(layer, rng, light, printed)
+    image.paste(surface, (left, top), layer.getchannel("A"))
 
 
-def _surface(layer: Image.Image, rng: np.random.Generator, light: float, canvas: int):
-    """The layer's colours lit from ``light`` degrees and mottled by smooth noise."""
+def _surface(layer: Image.Image, rng: np.random.Generator, light: float, printed: str = ""):
+    """The layer's colours lit from ``light`` degrees, mottled by smooth noise and, if
+    ``printed`` names one, patterned (``textures.pattern``)."""
     w, h = layer.size
     a = np.radians(light)
     xs = np.linspace(-0.5, 0.5, w, dtype=np.float32) * np.cos(a)
@@ -67,6 +70,8 @@ def _surface(layer: Image.Image, rng: np.random.Generator, light: float, canvas:
     noise = value_noise(rng, max(w, h), int(rng.integers(3, 9))).crop((0, 0, w, h))
     amount = rng.uniform(0.05, 0.3)
     gain = gain * (1 - amount + amount * 2 * np.asarray(noise, np.float32) / 255)
+    if printed:
+        gain = gain * pattern(rng, printed, w, h)
     rgb = np.asarray(layer.convert("RGB"), np.float32) * gain[..., None]
     return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
 

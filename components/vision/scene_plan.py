@@ -2,10 +2,11 @@
 
 Called by ``components.vision.scenes`` (``describe``, and rendering each image). A plan is a
 pure function of the spec and the image's (split, label, index), made from independent
-random streams (background, objects, people, camera, stand-ins). Person and non-person
-scenes are planned by the same code: a non-person scene plans its people too, only to place
-the seats and occluders they would have had, then leaves them out and may put an object
-where each would have stood, so both classes share every distribution but the people.
+random streams (background, objects, people, camera, stand-ins, surface patterns). Person
+and non-person scenes are planned by the same code: a non-person scene plans its people
+too, only to place the seats and occluders they would have had, then leaves them out and
+may put an object where each would have stood, so both classes share every distribution
+but the people.
 
 With ``spec.paired`` (the default) the streams do not depend on the label: non-person image
 ``i`` is person image ``i`` with its people taken away (and stand-ins added). Backgrounds,
@@ -135,10 +136,11 @@ class Scene:
 
 
 def scene_streams(seed: int, split: str, key: str, index: int) -> list[np.random.Generator]:
-    """Five independent random streams private to one scene (``key``: its label, or one
-    shared name for both labels when the classes are paired)."""
+    """Six independent random streams private to one scene (``key``: its label, or one
+    shared name for both labels when the classes are paired). A stream added later is
+    spawned last, so that it leaves the earlier streams, and sets made without it, alike."""
     ids = (zlib.crc32(split.encode()), zlib.crc32(key.encode()), index)
-    children = np.random.SeedSequence(seed, spawn_key=ids).spawn(5)
+    children = np.random.SeedSequence(seed, spawn_key=ids).spawn(6)
     return [np.random.default_rng(c) for c in children]
 
 
@@ -146,7 +148,8 @@ def plan_scene(spec: SceneSpec, split: str, label: str, index: int) -> Scene:
     """The plan of image ``index`` of class ``label`` in ``split``."""
     group = STYLE_GROUPS[SPLIT_GROUPS[split]]
     key = "pair" if spec.paired else label
-    bg_rng, prop_rng, people_rng, fx_rng, stand_in_rng = scene_streams(spec.seed, split, key, index)
+    streams = scene_streams(spec.seed, split, key, index)
+    bg_rng, prop_rng, people_rng, fx_rng, stand_in_rng, pattern_rng = streams
     background = backgrounds.plan_background(bg_rng, group.photos, group.textures)
     count = 1
     if people_rng.random() < spec.multi_person_probability:
@@ -162,6 +165,11 @@ def plan_scene(spec: SceneSpec, split: str, label: str, index: int) -> Scene:
         target = people[main]
         occluders.append(props.occluder(prop_rng, target.visible, target.core, group.palettes))
         people[main] = dataclasses.replace(target, occluded=True)
+    pattern_seed = int(pattern_rng.integers(2**31))
+    objects, occluders = (
+        [props.with_pattern(p, pattern_seed, spec.pattern_probability) for p in group]
+        for group in (objects, occluders)
+    )
     layers = _depth_order(objects, people, shown=label == "person")
     fx = plan_effects(fx_rng, spec)
     return Scene(split, label, index, background, layers, tuple(occluders), fx)

@@ -78,6 +78,10 @@ class SceneSpec:
     close_up_head: tuple[float, float] = (0.1, 0.3)
     real_faces: bool = False  # front-facing people wear real faces (``faces``)
     max_distractors: int = pydantic.Field(4, ge=0, le=12)  # hard-negative objects per scene
+    # Chance of an object (not a person) wearing a surface pattern: stripes, patches, cells,
+    # fur or checks (``textures.PATTERNS``), the textures of real negatives that flat objects
+    # lack (zebras, giraffes, cows, food, cloth). 0 draws nothing: older sets stay alike.
+    pattern_probability: Fraction = 0.0
     # Non-person scenes: chance of an object standing where each (left out) person would be.
     stand_in_probability: Fraction = 0.7
     # Non-person image i is person image i without its people (see scene_plan); else unpaired.

@@ -50,6 +50,49 @@ def textured(rng: np.random.Generator, image: Image.Image, amount: float, cells:
     return ImageChops.multiply(image, Image.merge("RGB", [grey] * 3))
 
 
+PATTERNS = ("stripes", "patches", "cells", "fur", "checks")
+
+
+def pattern(rng: np.random.Generator, kind: str, width: int, height: int) -> np.ndarray:
+    """A ``height`` x ``width`` brightness gain in (0, 1] that prints a surface pattern.
+
+    Real negatives are richly textured (a zebra's stripes, a giraffe's cells, a cow's
+    patches, fur, a checked cloth, a plate of food); the painted objects are flat, so a
+    detector trained on them alone takes any textured thing for a person. The pattern's
+    size follows the object's, as an animal's coat does."""
+    side = max(width, height)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    depth = rng.uniform(0.35, 0.85)
+    if kind == "stripes":  # wavy bands across the object: zebra, tiger, striped cloth
+        period = side * rng.uniform(0.05, 0.16)
+        a = rng.uniform(0, np.pi)
+        along, across = xs * np.cos(a) + ys * np.sin(a), -xs * np.sin(a) + ys * np.cos(a)
+        wobble = period * rng.uniform(0, 0.8) * np.sin(across * rng.uniform(2, 8) / side)
+        mark = np.sin(2 * np.pi * (along + wobble) / period) > rng.uniform(-0.3, 0.4)
+    elif kind == "patches":  # irregular blobs: a cow's or a dalmatian's coat, camouflage
+        cells = int(rng.integers(3, 9))
+        blobs = np.asarray(value_noise(rng, side, cells), np.float32)[:height, :width]
+        mark = blobs > np.quantile(blobs, rng.uniform(0.45, 0.7))
+    elif kind == "cells":  # dark cells parted by light lines: a giraffe, paving, a honeycomb
+        n = int(rng.integers(8, 40))
+        seeds = rng.uniform(0, 1, (n, 2)) * (width, height)
+        d = np.hypot(xs[..., None] - seeds[:, 0], ys[..., None] - seeds[:, 1])
+        d.partition(1, axis=-1)
+        mark = d[..., 1] - d[..., 0] > side * rng.uniform(0.01, 0.04)
+    elif kind == "fur":  # fine streaks along one direction: fur, grass, wood grain
+        grid = rng.integers(0, 256, (max(2, height // 3), max(2, width // 12)), dtype=np.uint8)
+        streaks = Image.fromarray(grid, "L").resize((width, height), Image.Resampling.BICUBIC)
+        if rng.random() < 0.5:
+            streaks = streaks.transpose(Image.Transpose.TRANSPOSE).resize((width, height))
+        return 1 - depth * 0.6 * np.asarray(streaks, np.float32) / 255
+    elif kind == "checks":  # checked or tartan cloth, a tiled floor, a chessboard
+        period = side * rng.uniform(0.06, 0.2)
+        mark = (np.sin(2 * np.pi * xs / period) > 0) ^ (np.sin(2 * np.pi * ys / period) > 0)
+    else:
+        raise ValueError(f"no surface pattern {kind!r}; use one of {PATTERNS}")
+    return np.where(mark, 1 - depth, 1.0).astype(np.float32)
+
+
 def sky(rng: np.random.Generator, size: int, height: int) -> Image.Image:
     """A sky gradient with soft clouds (the full square is painted; ``height`` is unused)."""
     top = random_colour(rng, 40, 140)

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from components.errors import ComponentError
-from components.vision import backgrounds, faces, figures, rendering, scene_plan, scenes
+from components.vision import backgrounds, faces, figures, rendering, scene_plan, scenes, textures
 from components.vision.scenes import SceneSpec
 from tests.shared_data import require
 
@@ -315,9 +315,11 @@ def test_each_split_uses_only_its_group(split):
                 assert p.style.hair in group.hair
 
 
-def test_paired_non_person_scenes_are_the_person_scenes_without_people():
+@pytest.mark.parametrize("pattern_probability", [0.0, 0.5])
+def test_paired_non_person_scenes_are_the_person_scenes_without_people(pattern_probability):
+    spec = dataclasses.replace(TINY, pattern_probability=pattern_probability)
     for i in range(4):
-        person, other = (scenes.describe(TINY, "train", label, i) for label in LABELS)
+        person, other = (scenes.describe(spec, "train", label, i) for label in LABELS)
         assert person.people and not other.people
         assert other.background == person.background and other.effects == person.effects
         assert set(person.props) <= set(other.props)  # the same objects, occluders, seats
@@ -326,6 +328,53 @@ def test_paired_non_person_scenes_are_the_person_scenes_without_people():
     unpaired = SceneSpec(**{**vars(TINY), "paired": False})
     person, other = (scenes.describe(unpaired, "train", label, 0) for label in LABELS)
     assert person.background != other.background
+
+
+def test_objects_wear_patterns_at_the_requested_rate_and_people_never():
+    spec = SceneSpec(train=400, pattern_probability=0.5)
+    described = [scenes.describe(spec, "train", label, i) for label in LABELS for i in range(200)]
+    props = [p for scene in described for p in scene.props]
+    worn = Counter(p.pattern for p in props if p.pattern)
+    assert 0.4 < sum(worn.values()) / len(props) < 0.6
+    assert set(worn) == set(textures.PATTERNS)
+    animals = {p.pattern for p in props if p.kind == "animal" and p.pattern}
+    assert animals == set(scene_plan.props.ANIMAL_PATTERNS)
+    plain = [scenes.describe(TINY, "train", label, i) for label in LABELS for i in range(4)]
+    assert all(not p.pattern for scene in plain for p in scene.props)
+
+
+@pytest.mark.parametrize("kind", textures.PATTERNS)
+def test_each_pattern_marks_part_of_the_surface_and_darkens_only(kind):
+    gain = textures.pattern(np.random.default_rng(3), kind, 90, 60)
+    assert gain.shape == (60, 90) and gain.dtype == np.float32
+    assert 0.1 < gain.min() < 0.9 and gain.max() <= 1.0
+    marked = np.mean(gain < gain.max() - 0.05)
+    assert 0.1 < marked < 0.9, marked
+
+
+def test_an_unknown_pattern_is_refused_by_name():
+    with pytest.raises(ValueError, match="'tartan'.*stripes"):
+        textures.pattern(np.random.default_rng(0), "tartan", 8, 8)
+
+
+def test_a_patterned_object_is_drawn_with_more_edges_than_a_plain_one():
+    scene = scenes.describe(TINY, "train", "non_person", 0)
+    box = (0.2, 0.3, 0.8, 0.9)
+    palettes = scene_plan.STYLE_GROUPS["train"].palettes
+    plain = scene_plan.props.make_prop(np.random.default_rng(0), "box", box, palettes)
+    edges = []
+    for printed in ("", "stripes"):
+        prop = dataclasses.replace(plain, pattern=printed)
+        flat = dataclasses.replace(
+            scene,
+            layers=(prop,),
+            occluders=(),
+            effects=dataclasses.replace(scene.effects, noise=0.0, blur=0.0),
+        )
+        pixels = np.asarray(rendering.render(flat, 64).convert("L"), float)
+        inside = pixels[24:54, 16:48]
+        edges.append(sum(np.abs(np.diff(inside, axis=a)).mean() for a in (0, 1)))
+    assert edges[1] > 2 * edges[0], edges
 
 
 def _photo_statistics(images) -> np.ndarray:
